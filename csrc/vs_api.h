@@ -1,0 +1,11 @@
+/* vs_api.h: everything the cffi module exposes, for the generated glue. */
+#ifndef VS_API_H
+#define VS_API_H 1
+
+#include "vs_frame.h"
+#include "vs_counters.h"
+#include "vs_csum.h"
+#include "vs_gso.h"
+#include "vs_mac_table.h"
+
+#endif /* vs_api.h */

@@ -1,0 +1,52 @@
+/*
+ * vs_counters.h: every per-port counter, defined once.
+ *
+ * Each worker owns a private array of counters per port and is its only
+ * writer, so an increment is a plain relaxed store, never an atomic
+ * read-modify-write and never a shared cache line.  Readers (the control
+ * plane, at scrape or `show` time) sum the workers' arrays with relaxed
+ * loads: a sum may be a few frames behind, never torn.
+ *
+ * Drop reasons are counters too: every frame the switch does not deliver is
+ * counted under exactly one reason, on the port it came in on (or, for
+ * transmit failures, the port it was going out of).
+ */
+#ifndef VS_COUNTERS_H
+#define VS_COUNTERS_H 1
+
+/* X(ENUM, "name", "help") */
+#define VS_TRAFFIC_COUNTERS(X)                                              \
+    X(RX_PACKETS, "rx_packets", "Frames received on the port")             \
+    X(RX_BYTES, "rx_bytes", "Bytes received on the port (Ethernet header on)") \
+    X(TX_PACKETS, "tx_packets", "Frames transmitted on the port")          \
+    X(TX_BYTES, "tx_bytes", "Bytes transmitted on the port")               \
+    X(FLOODED, "flooded", "Frames received on the port and flooded")       \
+    X(SEGMENTED, "segmented", "GSO frames segmented in software for the port") \
+    X(CSUM_FILLED, "csum_filled", "Partial checksums completed in software for the port")
+
+#define VS_DROP_REASONS(X)                                                  \
+    X(DROP_RUNT, "runt", "Shorter than 14 bytes, or 18 when VLAN tagged")   \
+    X(DROP_OVERSIZE, "oversize", "Larger than the egress port's MTU and not segmentable") \
+    X(DROP_BAD_VNET_HDR, "bad_vnet_hdr", "Inconsistent virtio-net header")  \
+    X(DROP_VLAN_TAGGED_ON_ACCESS, "vlan_tagged_on_access", "Tagged with another VLAN on an access port") \
+    X(DROP_VLAN_NOT_ALLOWED, "vlan_not_allowed", "Tagged with a VLAN the trunk does not allow") \
+    X(DROP_UNTAGGED_NO_NATIVE, "untagged_no_native", "Untagged on a trunk without a native VLAN") \
+    X(DROP_SRC_MULTICAST, "src_multicast", "Multicast or broadcast source MAC") \
+    X(DROP_SRC_ZERO, "src_zero", "All-zero source MAC")                     \
+    X(DROP_SAME_PORT, "same_port", "Destination learned on the ingress port") \
+    X(DROP_NO_DEST, "no_destination", "No other port up in the VLAN")       \
+    X(DROP_UNSUPPORTED_GSO, "unsupported_gso", "GSO type the switch cannot segment") \
+    X(DROP_TX_ERROR, "tx_error", "The egress port refused the frame")
+
+#define VS_COUNTER_ENUM(ENUM, NAME, HELP) VS_C_##ENUM,
+enum vs_counter {
+    VS_TRAFFIC_COUNTERS(VS_COUNTER_ENUM)
+    VS_DROP_REASONS(VS_COUNTER_ENUM)
+    VS_N_COUNTERS
+};
+#undef VS_COUNTER_ENUM
+
+/* First drop reason: counters from here on are drops. */
+#define VS_C_FIRST_DROP VS_C_DROP_RUNT
+
+#endif /* vs_counters.h */

@@ -1,0 +1,37 @@
+/*
+ * vs_gso.h: checking virtio-net headers and segmenting GSO super-frames.
+ *
+ * A TAP with TUNSETOFFLOAD(TSO) or an AF_PACKET socket with PACKET_VNET_HDR
+ * hands us TCP super-frames of up to 64 KiB with gso_size = MSS.  When the
+ * egress port can take them they pass through untouched; when it cannot,
+ * vs_gso_segment() cuts them into MSS-sized frames with correct IPv4 ids,
+ * TCP sequence numbers, flags and checksums, VLAN tag or not.
+ *
+ * Hostile input: the header comes from an untrusted VM.  vs_vnet_hdr_check()
+ * is called on every received frame before anything trusts hdr_len,
+ * csum_start or gso_size, and returns a drop reason instead of crashing.
+ *
+ * Pure functions over caller-owned buffers; safe from any thread.
+ */
+#ifndef VS_GSO_H
+#define VS_GSO_H 1
+
+#include <stdint.h>
+
+#include "vs_frame.h"
+
+/* Called once per segment built by vs_gso_segment(); 'seg' (Ethernet header
+ * first, no virtio-net header) is valid only during the call.  Return 0 to
+ * go on, anything else to stop segmenting. */
+typedef int (*vs_gso_emit_fn)(void *ctx, const uint8_t *seg, uint32_t seg_len);
+
+/* Checking. */
+int vs_vnet_hdr_check(const struct vs_vnet_hdr *vh, const uint8_t *frame,
+                      uint32_t len);
+
+/* Segmentation. */
+int vs_gso_segment(const uint8_t *frame, uint32_t len,
+                   const struct vs_vnet_hdr *vh, uint8_t *scratch,
+                   uint32_t scratch_len, vs_gso_emit_fn emit, void *ctx);
+
+#endif /* vs_gso.h */
