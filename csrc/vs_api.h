@@ -7,5 +7,6 @@
 #include "vs_csum.h"
 #include "vs_gso.h"
 #include "vs_mac_table.h"
+#include "vs_switch.h"
 
 #endif /* vs_api.h */

@@ -1,0 +1,64 @@
+/* The switch object, config snapshots and counters (vs_switch.h). */
+#define VS_MAX_PORTS ...
+#define VS_MAX_WORKERS ...
+#define VS_MAX_QUEUES ...
+#define VS_BURST ...
+#define VS_PORT_FD ...
+#define VS_PORT_PACKET ...
+#define VS_MODE_ACCESS ...
+#define VS_MODE_TRUNK ...
+#define VS_N_COUNTERS ...
+#define VS_C_FIRST_DROP ...
+
+struct vs_port_params {
+    uint32_t id;
+    int kind;
+    int mode;
+    uint16_t access_vlan;
+    uint16_t native_vlan;
+    uint64_t allowed[64];
+    int up;
+    uint32_t n_queues;
+    int fds[16];
+    uint32_t vnet_hdr_len;
+    int offload_csum;
+    int offload_tso;
+    uint32_t mtu;
+};
+
+struct vs_worker_stats {
+    uint64_t busy_ns;
+    uint64_t idle_ns;
+    uint64_t polls;
+    uint64_t frames;
+    uint64_t batches_full;
+    uint64_t quiescent;
+};
+
+struct vs_switch;
+struct vs_config;
+
+struct vs_config *vs_config_new(void);
+int vs_config_add_port(struct vs_config *, const struct vs_port_params *);
+int vs_config_assign_rxq(struct vs_config *, uint32_t worker, uint32_t port_id,
+                         uint32_t queue);
+void vs_config_free(struct vs_config *);
+
+struct vs_switch *vs_switch_new(uint32_t n_workers, const int *cpus,
+                                uint32_t mac_capacity);
+int vs_switch_start(struct vs_switch *);
+void vs_switch_stop(struct vs_switch *);
+void vs_switch_free(struct vs_switch *);
+uint32_t vs_switch_n_workers(const struct vs_switch *);
+struct vs_mac_table *vs_switch_mac_table(struct vs_switch *);
+
+int vs_switch_publish(struct vs_switch *, struct vs_config *);
+uint64_t vs_switch_generation(const struct vs_switch *);
+int vs_switch_poll_once(struct vs_switch *, uint32_t now_s);
+
+void vs_switch_port_counters(const struct vs_switch *, uint32_t port_id,
+                             uint64_t *out);
+int vs_switch_worker_stats(const struct vs_switch *, uint32_t worker,
+                           struct vs_worker_stats *);
+const char *vs_counter_name(int counter);
+const char *vs_counter_help(int counter);

@@ -1,0 +1,420 @@
+/*
+ * vs_forward.c: one burst from one rx queue, from parse to transmit.
+ *
+ * Batch semantics (as in VPP's l2_learn.c): the whole burst is first
+ * checked, classified into its VLAN and learned; then every frame is looked
+ * up and sent, based on the end state of the MAC table.  A burst is at most
+ * VS_BURST frames from one rx queue of one port.
+ *
+ * Frames are never copied on the common path.  A frame leaves through a
+ * scatter list: the egress port's virtio-net header and the frame's MAC
+ * addresses, plus a VLAN tag where the egress port wants one, in a small
+ * header buffer; then the rest of the frame, straight from the rx buffer.
+ *
+ * Offloads pass through: a partial checksum or a GSO super-frame goes out
+ * as it came in when the egress port accepts it (its virtio-net header moved
+ * by the 4 bytes of a tag we add or strip).  When it does not, the checksum
+ * is completed in place (once, for every egress port of the frame) and the
+ * super-frame is segmented in C.
+ *
+ * Every frame that is not delivered is counted under exactly one drop
+ * reason.  Frames to packet-socket ports are queued in the worker's tx list
+ * and sent with one sendmmsg() per port at the end of the burst; TAP queues
+ * take one writev() per frame, their only interface.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "vs_csum.h"
+#include "vs_gso.h"
+#include "vs_vlan.h"
+#include "vs_worker.h"
+
+static void
+drop(struct vs_ctx *ctx, struct vs_pkt *pkt, uint32_t port_id, int reason)
+{
+    pkt->dropped = 1;
+    vs_count(ctx, port_id, reason, 1);
+}
+
+/* Writes the virtio-net header 'vh' into 'out' in the kernel's legacy
+ * layout (native byte order), 'len' bytes (10 or 12). */
+static void
+put_vnet_hdr(uint8_t *out, const struct vs_vnet_hdr *vh, uint32_t len)
+{
+    out[0] = vh->flags;
+    out[1] = vh->gso_type;
+    memcpy(out + 2, &vh->hdr_len, 2);
+    memcpy(out + 4, &vh->gso_size, 2);
+    memcpy(out + 6, &vh->csum_start, 2);
+    memcpy(out + 8, &vh->csum_offset, 2);
+    if (len > VS_VNET_HDR_LEN) {
+        memset(out + VS_VNET_HDR_LEN, 0, len - VS_VNET_HDR_LEN);
+    }
+}
+
+/* Builds the Ethernet header 'pkt' has on 'port' into 'out': the MAC
+ * addresses, then an 802.1Q tag if the port wants the frame tagged.
+ * Returns its length up to (not including) the EtherType: 12 or 16. */
+static uint32_t
+build_l2(const struct vs_port *port, const struct vs_pkt *pkt, uint8_t *out)
+{
+    memcpy(out, pkt->data, 2 * VS_ETH_ALEN);
+    if (!vs_vlan_egress_tagged(port, pkt->vlan)) {
+        return 12;
+    }
+    vs_put_be16(out + 12, VS_ETH_TYPE_VLAN);
+    vs_put_be16(out + 14, (uint16_t) ((pkt->pcp << 13) | pkt->vlan));
+    return 16;
+}
+
+/* Moves the offsets of 'vh' by 'delta' bytes, for a tag added or
+ * stripped in front of the L3 header. */
+static void
+shift_vnet_hdr(struct vs_vnet_hdr *vh, int delta)
+{
+    if (vh->flags & VS_VNET_F_NEEDS_CSUM) {
+        vh->csum_start = (uint16_t) (vh->csum_start + delta);
+    }
+    if (vs_vnet_hdr_is_gso(vh) && vh->hdr_len) {
+        vh->hdr_len = (uint16_t) (vh->hdr_len + delta);
+    }
+}
+
+/* Sends the 'iovcnt' pieces in 'iov' ('len' Ethernet bytes) to 'port'
+ * right now, with one writev() on this worker's queue of the port. */
+static void
+send_now(struct vs_ctx *ctx, struct vs_port *port, struct iovec *iov,
+         int iovcnt, uint32_t len)
+{
+    int fd = port->p.fds[ctx->index % port->p.n_queues];
+    ssize_t n;
+
+    do {
+        n = writev(fd, iov, iovcnt);
+    } while (n < 0 && errno == EINTR);
+
+    if (n < 0) {
+        vs_count(ctx, port->p.id, VS_C_DROP_TX_ERROR, 1);
+        return;
+    }
+    vs_count(ctx, port->p.id, VS_C_TX_PACKETS, 1);
+    vs_count(ctx, port->p.id, VS_C_TX_BYTES, len);
+}
+
+/* Sends every queued frame: one sendmmsg() per packet-socket fd, frames of
+ * one port kept in order.  Called at the end of each burst (the queued
+ * frames point into the burst's rx buffers) and when the queue fills. */
+void
+vs_tx_flush(struct vs_ctx *ctx)
+{
+    struct mmsghdr msgs[VS_TX_PENDING];
+    uint8_t sent[VS_TX_PENDING];
+
+    memset(sent, 0, ctx->n_tx);
+    for (uint32_t i = 0; i < ctx->n_tx; i++) {
+        if (sent[i]) {
+            continue;
+        }
+        struct vs_port *port = ctx->tx[i].port;
+        int fd = ctx->tx[i].fd;
+        uint32_t idx[VS_TX_PENDING];
+        unsigned int n = 0;
+
+        for (uint32_t j = i; j < ctx->n_tx; j++) {
+            if (!sent[j] && ctx->tx[j].fd == fd) {
+                struct vs_tx_entry *e = &ctx->tx[j];
+                memset(&msgs[n], 0, sizeof msgs[n]);
+                msgs[n].msg_hdr.msg_iov = e->iov;
+                msgs[n].msg_hdr.msg_iovlen = (size_t) e->iovcnt;
+                idx[n++] = j;
+                sent[j] = 1;
+            }
+        }
+
+        unsigned int done = 0;
+        while (done < n) {
+            int r = sendmmsg(fd, msgs + done, n - done, MSG_DONTWAIT);
+            if (r < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                /* The first frame was refused (ENOBUFS, EMSGSIZE, a bad
+                 * header...): count it and go on with the rest. */
+                vs_count(ctx, port->p.id, VS_C_DROP_TX_ERROR, 1);
+                done++;
+                continue;
+            }
+            for (int k = 0; k < r; k++) {
+                vs_count(ctx, port->p.id, VS_C_TX_PACKETS, 1);
+                vs_count(ctx, port->p.id, VS_C_TX_BYTES,
+                         ctx->tx[idx[done + k]].len);
+            }
+            done += (unsigned int) r;
+        }
+    }
+    ctx->n_tx = 0;
+}
+
+struct seg_emit_ctx {
+    struct vs_ctx *ctx;
+    struct vs_port *port;
+};
+
+/* vs_gso_segment() callback: sends one finished segment (fully
+ * checksummed, so its virtio-net header is all zeroes). */
+static int
+emit_segment(void *arg, const uint8_t *seg, uint32_t seg_len)
+{
+    struct seg_emit_ctx *sc = arg;
+    uint8_t vnet[VS_VNET_HDR_MRG_LEN] = { 0 };
+    struct iovec iov[2];
+    int n = 0;
+
+    if (sc->port->p.vnet_hdr_len) {
+        iov[n].iov_base = vnet;
+        iov[n++].iov_len = sc->port->p.vnet_hdr_len;
+    }
+    iov[n].iov_base = (void *) seg;
+    iov[n++].iov_len = seg_len;
+    send_now(sc->ctx, sc->port, iov, n, seg_len);
+    return 0;
+}
+
+/* Sends GSO super-frame 'pkt' to 'port', which cannot take it whole, as
+ * MSS-sized segments.  The super-frame is first restaged with the port's
+ * Ethernet header when that differs from the one it came with. */
+static void
+egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
+{
+    uint8_t l2[VS_ETH_VLAN_HLEN];
+    uint32_t l2_len = build_l2(port, pkt, l2);
+    const uint8_t *frame = pkt->data;
+    uint32_t len = pkt->len;
+    struct vs_vnet_hdr vh = pkt->vh;
+
+    if (l2_len != pkt->inner_off || memcmp(l2, pkt->data, l2_len)) {
+        uint32_t rest = pkt->len - pkt->inner_off;
+        if (l2_len + rest > VS_FRAME_MAX) {
+            vs_count(ctx, port->p.id, VS_C_DROP_OVERSIZE, 1);
+            return;
+        }
+        memcpy(ctx->stage_buf, l2, l2_len);
+        memcpy(ctx->stage_buf + l2_len, pkt->data + pkt->inner_off, rest);
+        shift_vnet_hdr(&vh, (int) l2_len - (int) pkt->inner_off);
+        frame = ctx->stage_buf;
+        len = l2_len + rest;
+    }
+
+    struct seg_emit_ctx sc = { ctx, port };
+    int r = vs_gso_segment(frame, len, &vh, ctx->seg_buf, VS_FRAME_MAX,
+                           emit_segment, &sc);
+    if (r < 0) {
+        vs_count(ctx, port->p.id, -r, 1);
+    } else {
+        vs_count(ctx, port->p.id, VS_C_SEGMENTED, 1);
+    }
+}
+
+/* Sends 'pkt' out of 'port' with the port's tagging and offloads. */
+static void
+egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
+{
+    int gso = vs_vnet_hdr_is_gso(&pkt->vh);
+
+    if (gso && !port->p.offload_tso) {
+        egress_segmented(ctx, port, pkt);
+        return;
+    }
+    if (!gso && port->p.mtu
+        && pkt->len - pkt->inner_off - 2 > port->p.mtu) {
+        vs_count(ctx, port->p.id, VS_C_DROP_OVERSIZE, 1);
+        return;
+    }
+
+    struct vs_tx_entry local;
+    struct vs_tx_entry *e = &local;
+    if (port->p.kind == VS_PORT_PACKET) {
+        if (ctx->n_tx == VS_TX_PENDING) {
+            vs_tx_flush(ctx);
+        }
+        e = &ctx->tx[ctx->n_tx++];
+    }
+
+    uint32_t hl = port->p.vnet_hdr_len;
+    uint32_t l2_len = build_l2(port, pkt, e->hdr + hl);
+    if (hl) {
+        struct vs_vnet_hdr vh = pkt->vh;
+        shift_vnet_hdr(&vh, (int) l2_len - (int) pkt->inner_off);
+        put_vnet_hdr(e->hdr, &vh, hl);
+    }
+    e->port = port;
+    e->fd = port->p.fds[ctx->index % port->p.n_queues];
+    e->len = l2_len + (pkt->len - pkt->inner_off);
+    e->iov[0].iov_base = e->hdr;
+    e->iov[0].iov_len = hl + l2_len;
+    e->iov[1].iov_base = pkt->data + pkt->inner_off;
+    e->iov[1].iov_len = pkt->len - pkt->inner_off;
+    e->iovcnt = 2;
+
+    if (port->p.kind != VS_PORT_PACKET) {
+        send_now(ctx, port, e->iov, e->iovcnt, e->len);
+    }
+}
+
+/* Completes 'pkt''s partial checksum in place if any of its 'n'
+ * destinations cannot carry it, and marks it complete for all of them:
+ * a finished checksum is right for every port, a partial one is not. */
+static int
+settle_checksum(struct vs_ctx *ctx, struct vs_pkt *pkt, struct vs_port **dests,
+                uint32_t n)
+{
+    if (!(pkt->vh.flags & VS_VNET_F_NEEDS_CSUM) || vs_vnet_hdr_is_gso(&pkt->vh)) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (!dests[i]->p.offload_csum) {
+            int r = vs_csum_complete(pkt->data, pkt->len, &pkt->vh);
+            if (r) {
+                return r;
+            }
+            pkt->vh.flags = VS_VNET_F_DATA_VALID;
+            pkt->vh.csum_start = pkt->vh.csum_offset = 0;
+            vs_count(ctx, dests[i]->p.id, VS_C_CSUM_FILLED, 1);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* Looks up where 'pkt' goes and sends it there: one port for a known
+ * unicast destination, every other up port of its VLAN otherwise. */
+static void
+deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
+        struct vs_pkt *pkt)
+{
+    struct vs_port *dests[VS_MAX_PORTS];
+    uint32_t n = 0;
+
+    if (pkt->out_port != VS_PORT_NONE) {
+        dests[n++] = cfg->ports[pkt->out_port];
+    } else {
+        for (uint32_t i = 0; i < cfg->n_ports; i++) {
+            struct vs_port *p = cfg->ports[cfg->port_ids[i]];
+            if (p != in && p->p.up && vs_vlan_carries(p, pkt->vlan)) {
+                dests[n++] = p;
+            }
+        }
+        if (!n) {
+            drop(ctx, pkt, in->p.id, VS_C_DROP_NO_DEST);
+            return;
+        }
+        vs_count(ctx, in->p.id, VS_C_FLOODED, 1);
+    }
+
+    int r = settle_checksum(ctx, pkt, dests, n);
+    if (r) {
+        drop(ctx, pkt, in->p.id, r);
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        egress(ctx, dests[i], pkt);
+    }
+}
+
+/* Checks, classifies and learns one received frame; returns 0 to forward
+ * it or the drop reason. */
+static int
+classify(struct vs_ctx *ctx, struct vs_port *in, struct vs_pkt *pkt,
+         uint32_t now_s)
+{
+    int tagged = 0;
+    uint16_t vid = 0;
+    int r;
+
+    if (pkt->len < VS_ETH_HLEN) {
+        return VS_C_DROP_RUNT;
+    }
+    if (in->p.vnet_hdr_len) {
+        r = vs_vnet_hdr_check(&pkt->vh, pkt->data, pkt->len);
+        if (r) {
+            return r;
+        }
+    }
+
+    pkt->inner_off = 12;
+    pkt->pcp = 0;
+    if (vs_get_be16(pkt->data + 12) == VS_ETH_TYPE_VLAN) {
+        if (pkt->len < VS_ETH_VLAN_HLEN) {
+            return VS_C_DROP_RUNT;
+        }
+        uint16_t tci = vs_get_be16(pkt->data + 14);
+        tagged = 1;
+        vid = tci & 0xfff;
+        pkt->pcp = tci >> 13;
+        pkt->inner_off = 16;
+    }
+    r = vs_vlan_ingress(in, tagged, vid, &pkt->vlan);
+    if (r) {
+        return r;
+    }
+
+    const uint8_t *src = pkt->data + VS_ETH_ALEN;
+    if (vs_mac_is_multicast(src)) {
+        return VS_C_DROP_SRC_MULTICAST;
+    }
+    if (vs_mac_is_zero(src)) {
+        return VS_C_DROP_SRC_ZERO;
+    }
+    vs_mac_learn(ctx->sw->macs, pkt->vlan, src, in->p.id, now_s);
+    return 0;
+}
+
+/* Forwards the 'n' frames in ctx->pkts, all received on port 'in' under
+ * config 'cfg', learning with time 'now_s'. */
+void
+vs_forward_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
+                 struct vs_port *in, uint32_t n, uint32_t now_s)
+{
+    uint32_t in_id = in->p.id;
+    uint64_t bytes = 0;
+
+    for (uint32_t i = 0; i < n; i++) {
+        struct vs_pkt *pkt = &ctx->pkts[i];
+        bytes += pkt->len;
+        pkt->dropped = 0;
+        int r = classify(ctx, in, pkt, now_s);
+        if (r) {
+            drop(ctx, pkt, in_id, r);
+        }
+    }
+    vs_count(ctx, in_id, VS_C_RX_PACKETS, n);
+    vs_count(ctx, in_id, VS_C_RX_BYTES, bytes);
+
+    for (uint32_t i = 0; i < n; i++) {
+        struct vs_pkt *pkt = &ctx->pkts[i];
+        if (pkt->dropped) {
+            continue;
+        }
+        pkt->out_port = VS_PORT_NONE;
+        if (!vs_mac_is_multicast(pkt->data)) {
+            uint32_t out = vs_mac_lookup(ctx->sw->macs, pkt->vlan, pkt->data);
+            if (out == in_id) {
+                /* Both ends are on the ingress port: a physical switch
+                 * filters the frame; it never goes back where it came from. */
+                drop(ctx, pkt, in_id, VS_C_DROP_SAME_PORT);
+                continue;
+            }
+            if (out < VS_MAX_PORTS && cfg->ports[out] && cfg->ports[out]->p.up
+                && vs_vlan_carries(cfg->ports[out], pkt->vlan)) {
+                pkt->out_port = out;
+            }
+        }
+        deliver(ctx, cfg, in, pkt);
+    }
+    vs_tx_flush(ctx);
+}

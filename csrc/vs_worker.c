@@ -1,0 +1,299 @@
+/*
+ * vs_worker.c: worker threads: poll owned rx queues, read bursts, pass
+ * quiescent points.
+ *
+ * A worker's loop, once per iteration:
+ *   1. announce it is online, then load the current config (in that order,
+ *      both sequentially consistent: the publisher swaps then reads
+ *      'online', so either it sees us online or we see its new config);
+ *   2. if the config changed, rebuild the epoll set from the rx queues the
+ *      config gives this worker;
+ *   3. collect ready queues without blocking; if there are none, go
+ *      offline (holding no config references) and block in epoll_wait();
+ *   4. read a burst from each ready queue and forward it;
+ *   5. pass a quiescent point: from here on it holds no references into
+ *      the config it loaded in step 1.
+ *
+ * Epoll is level-triggered: a queue that still has frames after one burst
+ * is simply reported again on the next iteration, so busy queues of one
+ * worker are served round-robin, a burst each.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vs_worker.h"
+
+#define VS_IDLE_WAIT_MS 100
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+/* Seconds on CLOCK_MONOTONIC, the clock the control plane ages with. */
+static uint32_t
+now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t) ts.tv_sec;
+}
+
+/* Sets up 'ctx' as context 'index' of 'sw', to run pinned to 'cpu' (-1:
+ * anywhere).  Returns 0 or a positive errno. */
+int
+vs_ctx_init(struct vs_ctx *ctx, struct vs_switch *sw, uint32_t index, int cpu)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->sw = sw;
+    ctx->index = index;
+    ctx->cpu = cpu;
+    ctx->epfd = -1;
+    ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ctx->rx_bufs = malloc((size_t) VS_BURST * VS_FRAME_MAX);
+    ctx->rx_hdrs = calloc(VS_BURST, sizeof *ctx->rx_hdrs);
+    ctx->stage_buf = malloc(VS_FRAME_MAX);
+    ctx->seg_buf = malloc(VS_FRAME_MAX);
+    ctx->counters = calloc(VS_MAX_PORTS, sizeof *ctx->counters);
+    if (ctx->wake_fd < 0 || !ctx->rx_bufs || !ctx->rx_hdrs || !ctx->stage_buf
+        || !ctx->seg_buf || !ctx->counters) {
+        int error = ctx->wake_fd < 0 ? errno : ENOMEM;
+        vs_ctx_destroy(ctx);
+        return error;
+    }
+    return 0;
+}
+
+/* Frees what vs_ctx_init() allocated; the thread must have exited. */
+void
+vs_ctx_destroy(struct vs_ctx *ctx)
+{
+    if (ctx->epfd >= 0) {
+        close(ctx->epfd);
+    }
+    if (ctx->wake_fd >= 0) {
+        close(ctx->wake_fd);
+    }
+    free(ctx->rx_bufs);
+    free(ctx->rx_hdrs);
+    free(ctx->stage_buf);
+    free(ctx->seg_buf);
+    free(ctx->counters);
+    memset(ctx, 0, sizeof *ctx);
+    ctx->epfd = ctx->wake_fd = -1;
+}
+
+static void
+parse_vnet_hdr(const uint8_t *b, uint32_t len, struct vs_vnet_hdr *vh)
+{
+    memset(vh, 0, sizeof *vh);
+    if (len < VS_VNET_HDR_LEN) {
+        return;
+    }
+    vh->flags = b[0];
+    vh->gso_type = b[1];
+    memcpy(&vh->hdr_len, b + 2, 2);
+    memcpy(&vh->gso_size, b + 4, 2);
+    memcpy(&vh->csum_start, b + 6, 2);
+    memcpy(&vh->csum_offset, b + 8, 2);
+}
+
+/* Fills ctx->pkts[i] from what was read: 'got' bytes, virtio-net header
+ * first when the port has one. */
+static void
+fill_pkt(struct vs_ctx *ctx, uint32_t i, uint32_t hl, size_t got)
+{
+    struct vs_pkt *pkt = &ctx->pkts[i];
+    pkt->data = ctx->rx_bufs + (size_t) i * VS_FRAME_MAX;
+    if (got < hl) {
+        /* A short read cannot even hold the header: a runt. */
+        pkt->len = 0;
+        memset(&pkt->vh, 0, sizeof pkt->vh);
+        return;
+    }
+    pkt->len = (uint32_t) (got - hl);
+    parse_vnet_hdr(ctx->rx_hdrs[i], hl, &pkt->vh);
+}
+
+/* Reads up to a burst from TAP-style 'fd': one frame per readv(). */
+static uint32_t
+read_burst_fd(struct vs_ctx *ctx, int fd, uint32_t hl)
+{
+    uint32_t n = 0;
+    while (n < VS_BURST) {
+        struct iovec iov[2] = {
+            { ctx->rx_hdrs[n], hl },
+            { ctx->rx_bufs + (size_t) n * VS_FRAME_MAX, VS_FRAME_MAX },
+        };
+        ssize_t got = hl ? readv(fd, iov, 2) : readv(fd, iov + 1, 1);
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;  /* EAGAIN: drained; anything else: try next poll */
+        }
+        fill_pkt(ctx, n++, hl, (size_t) got);
+    }
+    return n;
+}
+
+/* Reads up to a burst from datagram socket 'fd' with one recvmmsg(). */
+static uint32_t
+read_burst_packet(struct vs_ctx *ctx, int fd, uint32_t hl)
+{
+    struct mmsghdr msgs[VS_BURST];
+    struct iovec iovs[VS_BURST][2];
+
+    for (uint32_t i = 0; i < VS_BURST; i++) {
+        iovs[i][0].iov_base = ctx->rx_hdrs[i];
+        iovs[i][0].iov_len = hl;
+        iovs[i][1].iov_base = ctx->rx_bufs + (size_t) i * VS_FRAME_MAX;
+        iovs[i][1].iov_len = VS_FRAME_MAX;
+        memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+        msgs[i].msg_hdr.msg_iov = hl ? iovs[i] : iovs[i] + 1;
+        msgs[i].msg_hdr.msg_iovlen = hl ? 2 : 1;
+    }
+    int r;
+    do {
+        r = recvmmsg(fd, msgs, VS_BURST, MSG_DONTWAIT, NULL);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        return 0;
+    }
+    for (int i = 0; i < r; i++) {
+        size_t got = msgs[i].msg_len;
+        if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+            got = 0;    /* larger than any frame we forward: a runt by length */
+        }
+        fill_pkt(ctx, (uint32_t) i, hl, got);
+    }
+    return (uint32_t) r;
+}
+
+/* Reads one burst from rx queue 'rxq' and forwards it under 'cfg' with
+ * time 'now_s'.  Returns the number of frames read. */
+int
+vs_ctx_poll_rxq(struct vs_ctx *ctx, const struct vs_config *cfg,
+                const struct vs_rxq_ref *rxq, uint32_t now_s)
+{
+    struct vs_port *port = rxq->port;
+    uint32_t hl = port->p.vnet_hdr_len;
+    uint32_t n = port->p.kind == VS_PORT_PACKET
+                 ? read_burst_packet(ctx, rxq->fd, hl)
+                 : read_burst_fd(ctx, rxq->fd, hl);
+    if (n) {
+        vs_stat_add(&ctx->stats.polls, 1);
+        vs_stat_add(&ctx->stats.frames, n);
+        if (n == VS_BURST) {
+            vs_stat_add(&ctx->stats.batches_full, 1);
+        }
+        vs_forward_burst(ctx, cfg, port, n, now_s);
+    }
+    return (int) n;
+}
+
+/* Makes ctx's epoll set the rx queues 'cfg' assigns to it, plus its wake
+ * eventfd.  A fresh epoll instance each time: old registrations may name
+ * fds that have been closed and reused since. */
+static void
+rebuild_epoll(struct vs_ctx *ctx, const struct vs_config *cfg)
+{
+    struct epoll_event ev;
+
+    uint64_t junk;
+    ssize_t r = read(ctx->wake_fd, &junk, sizeof junk);   /* consume the kick */
+    (void) r;
+
+    if (ctx->epfd >= 0) {
+        close(ctx->epfd);
+    }
+    ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
+    ev.events = EPOLLIN;
+    ev.data.ptr = NULL;
+    epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, ctx->wake_fd, &ev);
+    if (ctx->index < VS_MAX_WORKERS) {
+        for (uint32_t i = 0; i < cfg->n_rxqs[ctx->index]; i++) {
+            struct vs_rxq_ref *rxq = &cfg->rxqs[ctx->index][i];
+            ev.events = EPOLLIN;
+            ev.data.ptr = rxq;
+            epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, rxq->fd, &ev);
+        }
+    }
+    ctx->epoll_generation = cfg->generation;
+}
+
+static void
+pin_to_cpu(int cpu)
+{
+    cpu_set_t set;
+    if (cpu < 0) {
+        return;
+    }
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+/* Thread body of a worker; 'arg' is its struct vs_ctx. */
+void *
+vs_worker_main(void *arg)
+{
+    struct vs_ctx *ctx = arg;
+    struct vs_switch *sw = ctx->sw;
+    struct epoll_event evs[64];
+
+    pin_to_cpu(ctx->cpu);
+    while (!atomic_load(&sw->stopping)) {
+        atomic_store(&ctx->online, 1);
+        struct vs_config *cfg = atomic_load(&sw->config);
+        if (cfg->generation != ctx->epoll_generation) {
+            rebuild_epoll(ctx, cfg);
+        }
+
+        int n = epoll_wait(ctx->epfd, evs, 64, 0);
+        if (n <= 0) {
+            uint64_t t0 = now_ns();
+            atomic_store(&ctx->online, 0);
+            n = epoll_wait(ctx->epfd, evs, 64, VS_IDLE_WAIT_MS);
+            atomic_store(&ctx->online, 1);
+            vs_stat_add(&ctx->stats.idle_ns, now_ns() - t0);
+            cfg = atomic_load(&sw->config);
+            if (n <= 0 || cfg->generation != ctx->epoll_generation) {
+                /* The events may point into a config freed while we were
+                 * offline: drop them; level-triggered epoll repeats them. */
+                continue;
+            }
+        }
+
+        uint64_t t0 = now_ns();
+        uint32_t now = now_s();
+        for (int i = 0; i < n; i++) {
+            struct vs_rxq_ref *rxq = evs[i].data.ptr;
+            if (!rxq) {
+                uint64_t junk;
+                ssize_t r = read(ctx->wake_fd, &junk, sizeof junk);
+                (void) r;
+                continue;
+            }
+            vs_ctx_poll_rxq(ctx, cfg, rxq, now);
+        }
+        vs_stat_add(&ctx->stats.busy_ns, now_ns() - t0);
+
+        /* Quiescent point: nothing of 'cfg' is held past this line. */
+        atomic_fetch_add(&ctx->quiescent, 1);
+        vs_stat_add(&ctx->stats.quiescent, 1);
+    }
+    atomic_store(&ctx->online, 0);
+    return NULL;
+}

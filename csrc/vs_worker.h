@@ -1,0 +1,135 @@
+/*
+ * vs_worker.h: the insides of the switch shared by its C files.
+ *
+ * A worker context ("ctx") is everything one forwarding thread owns: its
+ * frame buffers, its pending transmissions, its counters and its RCU state.
+ * Only the owning thread writes a ctx, with two exceptions that are atomics:
+ * 'online'/'quiescent' (read by the publisher) and the counters (read by
+ * anyone with relaxed loads).
+ *
+ * The switch has n_workers thread contexts plus one more, used by
+ * vs_switch_poll_once() in the control thread: tests drive the very same
+ * forwarding code deterministically, without threads and with a fake clock.
+ */
+#ifndef VS_WORKER_H
+#define VS_WORKER_H 1
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vs_frame.h"
+#include "vs_switch.h"
+
+/* A port inside a published config: immutable once published. */
+struct vs_port {
+    struct vs_port_params p;
+    uint64_t members[64];       /* bit v set = the port carries VLAN v */
+};
+
+struct vs_rxq_ref {
+    struct vs_port *port;
+    uint32_t queue;
+    int fd;
+};
+
+struct vs_config {
+    uint64_t generation;        /* set by vs_switch_publish() */
+    struct vs_port *ports[VS_MAX_PORTS];    /* by id; NULL = absent */
+    uint32_t n_ports;
+    uint32_t port_ids[VS_MAX_PORTS];        /* ids present, ascending */
+    uint32_t n_rxqs[VS_MAX_WORKERS];
+    struct vs_rxq_ref *rxqs[VS_MAX_WORKERS];
+};
+
+/* One frame of a burst, as the pipeline sees it. */
+struct vs_pkt {
+    uint8_t *data;              /* Ethernet header */
+    uint32_t len;
+    struct vs_vnet_hdr vh;
+    uint16_t vlan;              /* classified VLAN */
+    uint16_t pcp;               /* priority bits of the ingress tag */
+    uint16_t inner_off;         /* offset of the real EtherType: 12 or 16 */
+    uint16_t dropped;           /* nonzero: already dropped and counted */
+    uint32_t out_port;          /* VS_PORT_NONE = flood */
+};
+
+/* A frame waiting for a batched sendmmsg() to a packet-socket port. */
+#define VS_TX_PENDING 256
+struct vs_tx_entry {
+    struct vs_port *port;
+    int fd;
+    uint32_t len;               /* Ethernet bytes, for the counters */
+    uint8_t hdr[VS_VNET_HDR_MRG_LEN + VS_ETH_VLAN_HLEN];
+    struct iovec iov[3];
+    int iovcnt;
+};
+
+struct vs_ctx {
+    struct vs_switch *sw;
+    uint32_t index;
+    int cpu;                    /* -1 = not pinned */
+    pthread_t thread;
+    int thread_started;
+    int epfd;
+    int wake_fd;                /* eventfd: the publisher kicks us */
+    uint64_t epoll_generation;  /* config the epoll set was built from */
+
+    /* RCU state, read by the publisher. */
+    _Atomic int online;         /* 0 = blocked, holding no config refs */
+    _Atomic uint64_t quiescent; /* quiescent points passed */
+
+    /* Frame buffers (one burst), a staging area for retagged super-frames
+     * and one for segments. */
+    uint8_t *rx_bufs;
+    uint8_t (*rx_hdrs)[VS_VNET_HDR_MRG_LEN];
+    struct vs_pkt pkts[VS_BURST];
+    uint8_t *stage_buf;
+    uint8_t *seg_buf;
+
+    struct vs_tx_entry tx[VS_TX_PENDING];
+    uint32_t n_tx;
+
+    /* Per-port counters: this ctx is the only writer. */
+    uint64_t (*counters)[VS_N_COUNTERS];
+    struct vs_worker_stats stats;
+};
+
+struct vs_switch {
+    _Atomic(struct vs_config *) config;
+    uint64_t next_generation;
+    struct vs_mac_table *macs;
+    uint32_t n_workers;
+    _Atomic int stopping;
+    int started;
+    struct vs_ctx *ctxs;        /* n_workers + 1; the last is the control thread's */
+};
+
+/* Counting. */
+static inline void
+vs_count(struct vs_ctx *ctx, uint32_t port_id, int counter, uint64_t n)
+{
+    uint64_t *c = &ctx->counters[port_id][counter];
+    __atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
+}
+
+static inline void
+vs_stat_add(uint64_t *stat, uint64_t n)
+{
+    __atomic_store_n(stat, *stat + n, __ATOMIC_RELAXED);
+}
+
+/* Context lifecycle (vs_worker.c). */
+int vs_ctx_init(struct vs_ctx *, struct vs_switch *, uint32_t index, int cpu);
+void vs_ctx_destroy(struct vs_ctx *);
+void *vs_worker_main(void *ctx);
+int vs_ctx_poll_rxq(struct vs_ctx *, const struct vs_config *,
+                    const struct vs_rxq_ref *, uint32_t now_s);
+
+/* The pipeline (vs_forward.c). */
+void vs_forward_burst(struct vs_ctx *, const struct vs_config *,
+                      struct vs_port *in, uint32_t n, uint32_t now_s);
+void vs_tx_flush(struct vs_ctx *);
+
+#endif /* vs_worker.h */

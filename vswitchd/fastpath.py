@@ -1,0 +1,246 @@
+"""The only module that touches the C fast path (``vswitchd._fastpath``).
+
+It checks arguments, owns the C objects and buffers, and turns C return
+codes into exceptions, so the rest of the control plane deals in plain
+Python values.  The C library releases the GIL for every call (cffi's
+out-of-line API mode does so by default), so a publish that waits for the
+workers' grace period never stalls other Python threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from vswitchd._fastpath import ffi, lib
+from vswitchd.errors import VswitchError
+
+MAX_PORTS: int = lib.VS_MAX_PORTS
+MAX_WORKERS: int = lib.VS_MAX_WORKERS
+MAX_QUEUES: int = lib.VS_MAX_QUEUES
+PORT_NONE: int = lib.VS_PORT_NONE
+
+COUNTER_NAMES: tuple[str, ...] = tuple(
+    ffi.string(lib.vs_counter_name(i)).decode() for i in range(lib.VS_N_COUNTERS)
+)
+COUNTER_HELP: dict[str, str] = {
+    name: ffi.string(lib.vs_counter_help(i)).decode() for i, name in enumerate(COUNTER_NAMES)
+}
+# Counters from VS_C_FIRST_DROP on are drop reasons.
+TRAFFIC_COUNTERS: tuple[str, ...] = COUNTER_NAMES[: lib.VS_C_FIRST_DROP]
+DROP_REASONS: tuple[str, ...] = COUNTER_NAMES[lib.VS_C_FIRST_DROP :]
+
+
+class FastpathError(VswitchError):
+    """The C fast path refused a request."""
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        raise FastpathError(f"{what}: {os.strerror(rc)} ({errno.errorcode.get(rc, rc)})")
+
+
+@dataclass(frozen=True)
+class PortParams:
+    """One port as the fast path sees it (mirrors struct vs_port_params)."""
+
+    id: int
+    fds: tuple[int, ...]
+    kind: str = "fd"                     # "fd" (TAP queues) or "packet" (datagram sockets)
+    mode: str = "access"                 # "access" or "trunk"
+    access_vlan: int = 1
+    native_vlan: int = 0                 # trunk: 0 = no native VLAN
+    allowed: tuple[tuple[int, int], ...] = ((1, 4094),)   # trunk: inclusive ranges
+    up: bool = True
+    vnet_hdr_len: int = 0
+    offload_csum: bool = False
+    offload_tso: bool = False
+    mtu: int = 0                         # 0 = no MTU check
+
+    def to_c(self) -> object:
+        p = ffi.new("struct vs_port_params *")
+        p.id = self.id
+        p.kind = lib.VS_PORT_PACKET if self.kind == "packet" else lib.VS_PORT_FD
+        p.mode = lib.VS_MODE_TRUNK if self.mode == "trunk" else lib.VS_MODE_ACCESS
+        p.access_vlan = self.access_vlan
+        p.native_vlan = self.native_vlan
+        words = [0] * 64
+        for lo, hi in self.allowed:
+            for vid in range(lo, hi + 1):
+                words[vid >> 6] |= 1 << (vid & 63)
+        for i, w in enumerate(words):
+            p.allowed[i] = w
+        p.up = int(self.up)
+        if not 1 <= len(self.fds) <= MAX_QUEUES:
+            raise FastpathError(f"port {self.id}: {len(self.fds)} queues, allowed 1-{MAX_QUEUES}")
+        p.n_queues = len(self.fds)
+        for i, fd in enumerate(self.fds):
+            p.fds[i] = fd
+        p.vnet_hdr_len = self.vnet_hdr_len
+        p.offload_csum = int(self.offload_csum)
+        p.offload_tso = int(self.offload_tso)
+        p.mtu = self.mtu
+        return p
+
+
+@dataclass(frozen=True)
+class MacEntry:
+    vlan: int
+    mac: str
+    port: int
+    seen_s: int
+
+
+@dataclass
+class MacStats:
+    learned: int = 0
+    moved: int = 0
+    aged: int = 0
+    flushed: int = 0
+    full: int = 0
+
+
+@dataclass
+class WorkerStats:
+    busy_ns: int = 0
+    idle_ns: int = 0
+    polls: int = 0
+    frames: int = 0
+    batches_full: int = 0
+    quiescent: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def mac_to_bytes(mac: str) -> bytes:
+    parts = mac.split(":")
+    if len(parts) != 6:
+        raise ValueError(f"{mac!r} is not a MAC address")
+    return bytes(int(p, 16) for p in parts)
+
+
+def mac_to_str(raw: Iterable[int]) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+class MacTable:
+    """The switch's (VLAN, MAC) -> port table; owned by a Switch."""
+
+    def __init__(self, ptr: object) -> None:
+        self._t = ptr
+
+    @property
+    def capacity(self) -> int:
+        return int(lib.vs_mac_table_capacity(self._t))
+
+    def __len__(self) -> int:
+        return int(lib.vs_mac_table_count(self._t))
+
+    def learn(self, vlan: int, mac: str, port: int, now_s: int) -> int:
+        return int(lib.vs_mac_learn(self._t, vlan, mac_to_bytes(mac), port, now_s))
+
+    def lookup(self, vlan: int, mac: str) -> int | None:
+        port = int(lib.vs_mac_lookup(self._t, vlan, mac_to_bytes(mac)))
+        return None if port == PORT_NONE else port
+
+    def age(self, now_s: int, aging_s: int) -> int:
+        return int(lib.vs_mac_age(self._t, now_s, aging_s))
+
+    def flush(self, vlan: int | None = None, port: int | None = None) -> int:
+        return int(lib.vs_mac_flush(self._t, -1 if vlan is None else vlan,
+                                    -1 if port is None else port))
+
+    def dump(self) -> list[MacEntry]:
+        size = max(len(self) + 64, 64)
+        buf = ffi.new("struct vs_mac_entry[]", size)
+        n = lib.vs_mac_dump(self._t, buf, size)
+        return [MacEntry(e.vlan, mac_to_str(e.mac), e.port, e.seen_s)
+                for e in (buf[i] for i in range(n))]
+
+    def stats(self) -> MacStats:
+        s = ffi.new("struct vs_mac_stats *")
+        lib.vs_mac_table_stats(self._t, s)
+        return MacStats(s.learned, s.moved, s.aged, s.flushed, s.full)
+
+
+class Switch:
+    """The C switch: workers, the MAC table, config snapshots, counters.
+
+    Lifecycle: ``Switch(...)`` allocates, ``start()`` runs the workers,
+    ``stop()`` joins them, ``close()`` frees everything.  ``publish()`` is
+    called from one control thread at a time.
+    """
+
+    def __init__(self, n_workers: int, cpus: Sequence[int] | None, mac_capacity: int) -> None:
+        if not 0 <= n_workers <= MAX_WORKERS:
+            raise FastpathError(f"workers: {n_workers} is not in 0-{MAX_WORKERS}")
+        c_cpus = ffi.NULL
+        if cpus is not None:
+            pinned = [cpus[i % len(cpus)] for i in range(n_workers)] if cpus else []
+            c_cpus = ffi.new("int[]", pinned or [-1])
+        ptr = lib.vs_switch_new(n_workers, c_cpus, mac_capacity)
+        if ptr == ffi.NULL:
+            raise FastpathError("cannot create the switch (out of memory or bad arguments)")
+        self._sw = ptr
+        self.n_workers = n_workers
+        self.macs = MacTable(lib.vs_switch_mac_table(ptr))
+        self._running = False
+
+    def start(self) -> None:
+        _check(lib.vs_switch_start(self._sw), "starting workers")
+        self._running = True
+
+    def stop(self) -> None:
+        if self._sw is not None:
+            lib.vs_switch_stop(self._sw)
+        self._running = False
+
+    def close(self) -> None:
+        if self._sw is not None:
+            lib.vs_switch_free(self._sw)
+            self._sw = None
+
+    def publish(self, ports: Sequence[PortParams],
+                rxqs: dict[int, Sequence[tuple[int, int]]] | None = None) -> int:
+        """Makes ``ports`` the switch's ports and ``rxqs`` (worker ->
+        [(port id, queue)]) its rx queue assignment; returns when no worker
+        can still use a port left out.  Returns the new generation."""
+        cfg = lib.vs_config_new()
+        if cfg == ffi.NULL:
+            raise FastpathError("cannot allocate a config")
+        try:
+            for port in ports:
+                _check(lib.vs_config_add_port(cfg, port.to_c()), f"port {port.id}")
+            for worker, queues in (rxqs or {}).items():
+                for port_id, queue in queues:
+                    _check(lib.vs_config_assign_rxq(cfg, worker, port_id, queue),
+                           f"worker {worker} rx queue {port_id}/{queue}")
+        except BaseException:
+            lib.vs_config_free(cfg)
+            raise
+        _check(lib.vs_switch_publish(self._sw, cfg), "publishing the config")
+        return int(lib.vs_switch_generation(self._sw))
+
+    @property
+    def generation(self) -> int:
+        return int(lib.vs_switch_generation(self._sw))
+
+    def poll_once(self, now_s: int) -> int:
+        """Forwards one burst from every rx queue in the calling thread
+        (tests, and switches with no workers)."""
+        n = int(lib.vs_switch_poll_once(self._sw, now_s))
+        if n < 0:
+            raise FastpathError("poll_once: workers are running")
+        return n
+
+    def port_counters(self, port_id: int) -> dict[str, int]:
+        out = ffi.new("uint64_t[]", lib.VS_N_COUNTERS)
+        lib.vs_switch_port_counters(self._sw, port_id, out)
+        return {name: int(out[i]) for i, name in enumerate(COUNTER_NAMES)}
+
+    def worker_stats(self, worker: int) -> WorkerStats:
+        s = ffi.new("struct vs_worker_stats *")
+        _check(lib.vs_switch_worker_stats(self._sw, worker, s), f"worker {worker}")
+        return WorkerStats(s.busy_ns, s.idle_ns, s.polls, s.frames, s.batches_full,
+                           s.quiescent)
