@@ -1,0 +1,370 @@
+"""The switch as the control plane sees it: ports, workers, the MAC table.
+
+``VSwitch`` owns the C switch (``fastpath.Switch``), one backend per port
+(TAP or netdev), the link monitor and the MAC aging timer.  Every change,
+from a reload, a ``vswitchctl port ...`` command or a link going down, ends
+in ``_publish()``: a new immutable snapshot handed to the workers, which
+keep forwarding on every other port while it is swapped in.
+
+Order of operations, and why:
+ - a port is opened (its fds exist) before a snapshot names it;
+ - a port is closed only after a snapshot without it has been published
+   (no worker can still use its fds) and its MAC entries are flushed (its
+   id may then be reused);
+ - a reload opens every new port before it touches a running one, so a bad
+   new config fails with the running switch unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from vswitchd import config as cfgmod
+from vswitchd.config import Config, ConfigDiff, PortConfig
+from vswitchd.errors import VswitchError
+from vswitchd.fastpath import DROP_REASONS, MAX_PORTS, PortParams, Switch, WorkerStats
+from vswitchd.ports import LinkMonitor, NetdevPort, PortIO, TapPort
+from vswitchd.rxq import RxqKey, assign, by_worker
+
+log = logging.getLogger(__name__)
+
+AGING_INTERVAL_S = 1.0
+
+
+@dataclass
+class Port:
+    """A vPort at run time: its config, id, backend and link state."""
+
+    cfg: PortConfig
+    id: int
+    backend: TapPort | NetdevPort
+    io: PortIO
+    link_up: bool = False
+
+    def params(self) -> PortParams:
+        return PortParams(
+            id=self.id, fds=tuple(self.io.fds), kind=self.io.kind, mode=self.cfg.mode,
+            access_vlan=self.cfg.vlan, native_vlan=self.cfg.native_vlan or 0,
+            allowed=self.cfg.vlans, up=self.link_up, vnet_hdr_len=self.io.vnet_hdr_len,
+            offload_csum=self.io.offload_csum, offload_tso=self.io.offload_tso,
+            mtu=self.io.mtu)
+
+
+@dataclass
+class _WorkerSample:
+    at: WorkerStats
+    busy_ratio: float = 0.0
+
+
+def online_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def open_backend(pc: PortConfig) -> tuple[TapPort | NetdevPort, PortIO]:
+    backend: TapPort | NetdevPort = TapPort(pc) if pc.type == "tap" else NetdevPort(pc)
+    return backend, backend.open()
+
+
+class VSwitch:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.generation = 0
+        self.cpus = list(config.switch.cpus or online_cpus())
+        self.n_workers = config.switch.workers or len(online_cpus())
+        self.ports: dict[str, Port] = {}
+        self._rxq: dict[RxqKey, int] = {}
+        self._fast: Switch | None = None
+        self._linkmon = LinkMonitor()
+        self._aging_task: asyncio.Task[None] | None = None
+        self._samples: dict[int, _WorkerSample] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def fast(self) -> Switch:
+        if self._fast is None:
+            raise VswitchError("the switch is not running")
+        return self._fast
+
+    # Lifecycle.
+
+    async def start(self) -> None:
+        sw = self.config.switch
+        self._fast = Switch(self.n_workers, self.cpus, sw.mac_table_size)
+        self._fast.start()
+        await self._linkmon.start()
+        try:
+            for pc in self.config.ports.values():
+                self._attach(pc)
+            self._publish()
+        except BaseException:
+            await self.stop()
+            raise
+        self.generation = 1
+        self._aging_task = asyncio.create_task(self._timer_loop(), name="vswitchd-timers")
+        log.info("switch running: %d workers on cpus %s, %d ports",
+                 self.n_workers, self.cpus, len(self.ports))
+
+    async def stop(self) -> None:
+        if self._aging_task is not None:
+            self._aging_task.cancel()
+            try:
+                await self._aging_task
+            except asyncio.CancelledError:
+                pass
+            self._aging_task = None
+        if self._fast is not None:
+            detached = list(self.ports.values())
+            self.ports.clear()
+            self._publish()
+            for port in detached:
+                self._close(port)
+        await self._linkmon.stop()
+        if self._fast is not None:
+            self._fast.stop()
+            self._fast.close()
+            self._fast = None
+
+    # Configuration.
+
+    async def apply(self, new: Config) -> ConfigDiff:
+        """Moves the running switch to config ``new``, changing only what
+        differs.  Raises VswitchError, leaving the switch as it was, when a
+        new port cannot be opened."""
+        async with self._lock:
+            return self._apply(new)
+
+    def _apply(self, new: Config) -> ConfigDiff:
+        diff = cfgmod.diff(self.config, new)
+        for name in diff.restart_required:
+            log.warning("switch.%s: change takes effect at the next restart", name)
+
+        # Open what is new first: if that fails nothing has changed yet.
+        opened: list[Port] = []
+        try:
+            for name in diff.added:
+                opened.append(self._attach(new.ports[name], register=False))
+        except BaseException:
+            for port in opened:
+                self._close(port)
+            raise
+
+        for name in diff.removed:
+            self._detach(name)
+        for name in diff.recreate:
+            self._detach(name)
+            try:
+                self._attach(new.ports[name])
+            except VswitchError:
+                self._attach(self.config.ports[name])
+                raise
+        for name in diff.changed:
+            if name not in diff.recreate:
+                self._update_in_place(self.ports[name], new.ports[name])
+        for port in opened:
+            self._register(port)
+
+        kept = {k: v for k, v in new.switch.__dict__.items()
+                if k not in cfgmod.RESTART_FIELDS}
+        switch_cfg = type(new.switch)(**{**self.config.switch.__dict__, **kept})
+        self.config = Config(switch=switch_cfg, management=new.management,
+                             metrics=new.metrics, ports=new.ports)
+        self._publish()
+        self.generation += 1
+        log.info("config generation %d: +%s -%s ~%s", self.generation,
+                 ",".join(diff.added) or "0", ",".join(diff.removed) or "0",
+                 ",".join(diff.changed) or "0")
+        return diff
+
+    async def port_add(self, name: str, pairs: list[str]) -> str:
+        if name in self.config.ports:
+            raise VswitchError(f"ports.{name}: port already exists")
+        await self.apply(cfgmod.with_port(self.config, cfgmod.port_from_kv(name, pairs)))
+        return f"port {name} added"
+
+    async def port_del(self, name: str) -> str:
+        await self.apply(cfgmod.without_port(self.config, name))
+        return f"port {name} deleted"
+
+    async def port_set(self, name: str, pairs: list[str]) -> str:
+        if name not in self.config.ports:
+            raise VswitchError(f"ports.{name}: no such port")
+        updated = cfgmod.port_update(self.config.ports[name], pairs)
+        await self.apply(cfgmod.with_port(self.config, updated))
+        return f"port {name} updated"
+
+    # Ports.
+
+    def _free_id(self) -> int:
+        used = {p.id for p in self.ports.values()}
+        for i in range(MAX_PORTS):
+            if i not in used:
+                return i
+        raise VswitchError(f"ports: at most {MAX_PORTS} ports")
+
+    def _attach(self, pc: PortConfig, register: bool = True) -> Port:
+        backend, io = open_backend(pc)
+        port = Port(cfg=pc, id=-1, backend=backend, io=io)
+        port.link_up = backend.read_link_state()
+        if register:
+            self._register(port)
+        return port
+
+    def _register(self, port: Port) -> None:
+        port.id = self._free_id()
+        self.ports[port.cfg.name] = port
+        self._linkmon.watch(port.cfg.name, port.cfg.ifname, port.cfg.netns, self._on_link)
+        log.info("port %s (%s %s) attached as id %d, link %s", port.cfg.name, port.cfg.type,
+                 port.cfg.ifname, port.id, "up" if port.link_up else "down")
+
+    def _detach(self, name: str) -> None:
+        port = self.ports.pop(name)
+        self._publish()
+        self._close(port)
+        log.info("port %s detached", name)
+
+    def _close(self, port: Port) -> None:
+        self._linkmon.unwatch(port.cfg.name)
+        if port.id >= 0 and self._fast is not None:
+            self._fast.macs.flush(port=port.id)
+        port.backend.close()
+
+    def _update_in_place(self, port: Port, pc: PortConfig) -> None:
+        old = port.cfg
+        if pc.offload != old.offload:
+            port.io = port.backend.set_offload(pc.offload.csum, pc.offload.tso)
+        port.cfg = pc
+        if (pc.mode, pc.vlan, pc.vlans, pc.native_vlan) != (old.mode, old.vlan, old.vlans,
+                                                              old.native_vlan):
+            # Entries learned under the old VLAN rules may be wrong now.
+            self._publish()
+            self.fast.macs.flush(port=port.id)
+
+    def _on_link(self, name: str, up: bool) -> None:
+        port = self.ports.get(name)
+        if port is None:
+            return
+        # Events can be stale (queued while the port was being set up):
+        # what counts is the state now.
+        up = port.backend.read_link_state()
+        if port.link_up == up:
+            return
+        port.link_up = up
+        log.info("port %s link %s", name, "up" if up else "down")
+        self._publish()
+        if not up:
+            # A port that goes down forgets its hosts, as a physical port does.
+            self.fast.macs.flush(port=port.id)
+
+    def _publish(self) -> None:
+        ports = sorted(self.ports.values(), key=lambda p: p.id)
+        queues = [(p.cfg.name, q) for p in ports for q in range(len(p.io.fds))]
+        self._rxq = assign(queues, self.n_workers, previous=self._rxq)
+        ids = {p.cfg.name: p.id for p in ports}
+        rxqs = {w: [(ids[name], q) for name, q in keys]
+                for w, keys in by_worker(self._rxq).items()}
+        self.fast.publish([p.params() for p in ports], rxqs)
+
+    # Timers.
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(AGING_INTERVAL_S)
+            aged = self.fast.macs.age(int(time.monotonic()), self.config.switch.mac_aging_s)
+            if aged:
+                log.debug("aged out %d MAC entries", aged)
+            self._sample_workers()
+
+    def _sample_workers(self) -> None:
+        for w in range(self.n_workers):
+            now = self.fast.worker_stats(w)
+            prev = self._samples.get(w)
+            ratio = 0.0
+            if prev is not None:
+                busy = now.busy_ns - prev.at.busy_ns
+                idle = now.idle_ns - prev.at.idle_ns
+                ratio = busy / (busy + idle) if busy + idle > 0 else 0.0
+            self._samples[w] = _WorkerSample(now, ratio)
+
+    # Reporting.
+
+    def port_by_name(self, name: str | None) -> Port | None:
+        if name is None:
+            return None
+        if name not in self.ports:
+            raise VswitchError(f"ports.{name}: no such port")
+        return self.ports[name]
+
+    def _counters(self, port: Port) -> tuple[dict[str, int], dict[str, int]]:
+        counters = self.fast.port_counters(port.id)
+        drops = {k: counters.pop(k) for k in DROP_REASONS}
+        return counters, drops
+
+    def show(self) -> dict[str, Any]:
+        ports = []
+        for port in sorted(self.ports.values(), key=lambda p: p.cfg.name):
+            pc = port.cfg
+            counters, drops = self._counters(port)
+            trunk = pc.mode == "trunk"
+            ports.append({
+                "name": pc.name, "type": pc.type, "ifname": pc.ifname, "netns": pc.netns,
+                "mode": pc.mode, "vlan": None if trunk else pc.vlan,
+                "vlans": pc.vlans_text() if trunk else None,
+                "native_vlan": pc.native_vlan if trunk else None,
+                "link": "up" if port.link_up else "down", "queues": len(port.io.fds),
+                "offload": {"csum": port.io.offload_csum, "tso": port.io.offload_tso},
+                "rx_packets": counters["rx_packets"], "rx_bytes": counters["rx_bytes"],
+                "tx_packets": counters["tx_packets"], "tx_bytes": counters["tx_bytes"],
+                "drops": sum(drops.values()),
+                "drops_by_reason": {k: v for k, v in drops.items() if v},
+            })
+        return {"switch": {"workers": self.n_workers, "mac_entries": len(self.fast.macs),
+                           "mac_table_size": self.fast.macs.capacity,
+                           "mac_aging_s": self.config.switch.mac_aging_s,
+                           "config_generation": self.generation},
+                "ports": ports}
+
+    def fdb_show(self, vlan: int | None = None, port: str | None = None) -> list[dict[str, Any]]:
+        want = self.port_by_name(port)
+        names = {p.id: p.cfg.name for p in self.ports.values()}
+        now = int(time.monotonic())
+        rows = [{"vlan": e.vlan, "mac": e.mac, "port": names.get(e.port, str(e.port)),
+                 "age_s": max(0, now - e.seen_s)}
+                for e in self.fast.macs.dump()
+                if (vlan is None or e.vlan == vlan) and (want is None or e.port == want.id)]
+        return sorted(rows, key=lambda r: (r["vlan"], r["mac"]))
+
+    def fdb_flush(self, vlan: int | None = None, port: str | None = None) -> dict[str, int]:
+        want = self.port_by_name(port)
+        n = self.fast.macs.flush(vlan=vlan, port=None if want is None else want.id)
+        return {"flushed": n}
+
+    def stats(self, port: str | None = None) -> dict[str, Any]:
+        want = self.port_by_name(port)
+        rows = []
+        for p in sorted(self.ports.values(), key=lambda p: p.cfg.name):
+            if want is None or p is want:
+                counters, drops = self._counters(p)
+                rows.append({"name": p.cfg.name, "counters": counters, "drops": drops})
+        return {"ports": rows, "mac_table": self.fast.macs.stats().__dict__}
+
+    def workers(self) -> list[dict[str, Any]]:
+        names = {p.cfg.name: p for p in self.ports.values()}
+        queues = by_worker(self._rxq)
+        out = []
+        for w in range(self.n_workers):
+            stats = self.fast.worker_stats(w)
+            sample = self._samples.get(w)
+            out.append({
+                "worker": w, "cpu": self.cpus[w % len(self.cpus)] if self.cpus else None,
+                "busy_ratio": round(sample.busy_ratio if sample else 0.0, 4),
+                "frames": stats.frames, "polls": stats.polls,
+                "rx_queues": [{"port": name, "queue": q} for name, q in queues.get(w, [])
+                              if name in names],
+            })
+        return out
+
