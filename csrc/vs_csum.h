@@ -7,6 +7,11 @@
  * offload), the switch must finish the job here, or TCP and UDP silently
  * black-hole while ping still works.
  *
+ * Byte order: sums are numbers in network order (the data read as
+ * big-endian 16-bit words), so vs_put_be16(field, vs_csum_fold(sum)) stores
+ * a checksum.  vs_csum_fold() complements, like Linux's csum_fold():
+ * summing a correct packet over its checksum field gives fold == 0.
+ *
  * Pure functions over caller-owned buffers; safe from any thread.
  */
 #ifndef VS_CSUM_H

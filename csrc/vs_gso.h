@@ -11,6 +11,11 @@
  * is called on every received frame before anything trusts hdr_len,
  * csum_start or gso_size, and returns a drop reason instead of crashing.
  *
+ * Return conventions: vs_vnet_hdr_check() returns 0 or a drop reason
+ * (enum vs_counter, positive).  vs_gso_segment() returns the number of
+ * segments emitted (>= 0), or a negated drop reason (< 0) when the frame
+ * is malformed or cannot be segmented; it emits nothing in that case.
+ *
  * Pure functions over caller-owned buffers; safe from any thread.
  */
 #ifndef VS_GSO_H
@@ -33,5 +38,11 @@ int vs_vnet_hdr_check(const struct vs_vnet_hdr *vh, const uint8_t *frame,
 int vs_gso_segment(const uint8_t *frame, uint32_t len,
                    const struct vs_vnet_hdr *vh, uint8_t *scratch,
                    uint32_t scratch_len, vs_gso_emit_fn emit, void *ctx);
+
+/* Testing and fuzzing: all segments back to back in 'out'. */
+int vs_gso_segment_to_buffer(const uint8_t *frame, uint32_t len,
+                             const struct vs_vnet_hdr *vh, uint8_t *out,
+                             uint32_t out_len, uint32_t *seg_lens,
+                             uint32_t max_segs);
 
 #endif /* vs_gso.h */
