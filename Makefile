@@ -1,0 +1,85 @@
+# vswitchd developer targets.  `make help` lists them.
+#
+# Everything runs from a virtualenv in .venv; `make run` and `make test` set
+# up what they need on a fresh machine (Debian packages, the venv, the C
+# fast path) and are safe to re-run.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/vswitchd.toml
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+PREFIX ?= /opt/vswitchd
+
+# Tools the tests and benchmarks drive for real.
+APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc clang \
+                libclang-rt-14-dev prometheus
+APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool
+
+C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/cdef/*.h) csrc/build_fastpath.py
+FASTPATH := vswitchd/_fastpath.cpython-311-x86_64-linux-gnu.so
+
+.PHONY: help deps venv build run test test-unit test-e2e lint asan bench install clean
+
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+deps:  ## install the Debian packages tests and benchmarks use (only if missing)
+	@missing=""; for t in $(APT_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing packages for:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed  ## create the virtualenv and install the package with test tools
+
+$(FASTPATH): $(VENV)/.installed $(C_SOURCES)
+	$(PY) csrc/build_fastpath.py
+
+build: $(FASTPATH)  ## compile the C fast path in place
+
+run: deps build  ## start the daemon in the foreground on configs/vswitchd.toml (root)
+	$(VENV)/bin/vswitchd --config $(CONFIG)
+
+test: deps build  ## run every test (unit, then end to end with namespaces; needs root)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: build  ## run the tests that need no root
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-e2e: deps build  ## run the end-to-end tests (root, namespaces, TAPs)
+	$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+lint: venv  ## ruff and mypy
+	$(VENV)/bin/ruff check vswitchd tests bench
+	$(VENV)/bin/mypy vswitchd
+
+asan: venv  ## unit tests against a fast path built with AddressSanitizer + UBSan
+	VS_FASTPATH_SANITIZE=1 $(PY) csrc/build_fastpath.py
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+	  UBSAN_OPTIONS=halt_on_error=1 $(PY) -m pytest -q tests/unit $(PYTEST_ARGS); \
+	  rc=$$?; rm -f $(FASTPATH); $(MAKE) build; exit $$rc
+
+bench: deps build  ## benchmark against the Linux bridge and Open vSwitch (root, ~15 min)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+install: deps  ## install to $(PREFIX), the unit to systemd, the config to /etc/vswitchd
+	$(PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install -q .
+	ln -sf $(PREFIX)/bin/vswitchd /usr/local/bin/vswitchd
+	ln -sf $(PREFIX)/bin/vswitchctl /usr/local/bin/vswitchctl
+	install -D -m 0644 systemd/vswitchd.service /etc/systemd/system/vswitchd.service
+	install -d -m 0755 /etc/vswitchd
+	[ -e /etc/vswitchd/vswitchd.toml ] || install -m 0644 configs/vswitchd.toml /etc/vswitchd/vswitchd.toml
+	@echo "installed; enable with: systemctl daemon-reload && systemctl enable --now vswitchd"
+
+clean:  ## remove build products (not the virtualenv)
+	rm -rf build dist *.egg-info vswitchd/_fastpath* csrc/*.o
