@@ -25,7 +25,8 @@ TP_STATUS_VLAN_TPID_VALID = 1 << 6
 PACKET_OUTGOING = 4
 
 
-def run(ns: str, *cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(ns: str, *cmd: str, check: bool = True,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True,
                           check=check, timeout=timeout)
 
