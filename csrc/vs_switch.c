@@ -295,6 +295,8 @@ vs_switch_publish(struct vs_switch *sw, struct vs_config *cfg)
             for (uint32_t w = 0; w <= sw->n_workers; w++) {
                 memset(sw->ctxs[w].counters[id], 0,
                        sizeof sw->ctxs[w].counters[id]);
+                memset(sw->ctxs[w].rxq_stats[id], 0,
+                       sizeof sw->ctxs[w].rxq_stats[id]);
             }
         }
     }
@@ -358,6 +360,24 @@ vs_switch_port_counters(const struct vs_switch *sw, uint32_t port_id,
             out[c] += __atomic_load_n(&sw->ctxs[w].counters[port_id][c],
                                       __ATOMIC_RELAXED);
         }
+    }
+}
+
+/* Sums what rx queue 'queue' of port 'port_id' has cost every context
+ * into 'out'.  Any thread, any time. */
+void
+vs_switch_rxq_stats(const struct vs_switch *sw, uint32_t port_id,
+                    uint32_t queue, struct vs_rxq_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (port_id >= VS_MAX_PORTS || queue >= VS_MAX_QUEUES) {
+        return;
+    }
+    for (uint32_t w = 0; w <= sw->n_workers; w++) {
+        const struct vs_rxq_stats *s = &sw->ctxs[w].rxq_stats[port_id][queue];
+        out->busy_ns += __atomic_load_n(&s->busy_ns, __ATOMIC_RELAXED);
+        out->frames += __atomic_load_n(&s->frames, __ATOMIC_RELAXED);
+        out->polls += __atomic_load_n(&s->polls, __ATOMIC_RELAXED);
     }
 }
 

@@ -77,6 +77,13 @@ struct vs_worker_stats {
     uint64_t quiescent;         /* quiescent points passed */
 };
 
+/* What one rx queue has cost, summed over workers. */
+struct vs_rxq_stats {
+    uint64_t busy_ns;           /* reading and forwarding its frames */
+    uint64_t frames;
+    uint64_t polls;
+};
+
 struct vs_switch;
 struct vs_config;
 
@@ -106,6 +113,8 @@ int vs_switch_poll_once(struct vs_switch *, uint32_t now_s);
 /* Counters. */
 void vs_switch_port_counters(const struct vs_switch *, uint32_t port_id,
                              uint64_t *out);
+void vs_switch_rxq_stats(const struct vs_switch *, uint32_t port_id,
+                         uint32_t queue, struct vs_rxq_stats *);
 int vs_switch_worker_stats(const struct vs_switch *, uint32_t worker,
                            struct vs_worker_stats *);
 const char *vs_counter_name(int counter);

@@ -66,8 +66,9 @@ vs_ctx_init(struct vs_ctx *ctx, struct vs_switch *sw, uint32_t index, int cpu)
     ctx->stage_buf = malloc(VS_FRAME_MAX);
     ctx->seg_buf = malloc(VS_FRAME_MAX);
     ctx->counters = calloc(VS_MAX_PORTS, sizeof *ctx->counters);
+    ctx->rxq_stats = calloc(VS_MAX_PORTS, sizeof *ctx->rxq_stats);
     if (ctx->wake_fd < 0 || !ctx->rx_bufs || !ctx->rx_hdrs || !ctx->stage_buf
-        || !ctx->seg_buf || !ctx->counters) {
+        || !ctx->seg_buf || !ctx->counters || !ctx->rxq_stats) {
         int error = ctx->wake_fd < 0 ? errno : ENOMEM;
         vs_ctx_destroy(ctx);
         return error;
@@ -90,6 +91,7 @@ vs_ctx_destroy(struct vs_ctx *ctx)
     free(ctx->stage_buf);
     free(ctx->seg_buf);
     free(ctx->counters);
+    free(ctx->rxq_stats);
     memset(ctx, 0, sizeof *ctx);
     ctx->epfd = ctx->wake_fd = -1;
 }
@@ -189,6 +191,7 @@ vs_ctx_poll_rxq(struct vs_ctx *ctx, const struct vs_config *cfg,
 {
     struct vs_port *port = rxq->port;
     uint32_t hl = port->p.vnet_hdr_len;
+    uint64_t t0 = now_ns();
     uint32_t n = port->p.kind == VS_PORT_PACKET
                  ? read_burst_packet(ctx, rxq->fd, hl)
                  : read_burst_fd(ctx, rxq->fd, hl);
@@ -199,6 +202,10 @@ vs_ctx_poll_rxq(struct vs_ctx *ctx, const struct vs_config *cfg,
             vs_stat_add(&ctx->stats.batches_full, 1);
         }
         vs_forward_burst(ctx, cfg, port, n, now_s);
+        struct vs_rxq_stats *qs = &ctx->rxq_stats[port->p.id][rxq->queue];
+        vs_stat_add(&qs->busy_ns, now_ns() - t0);
+        vs_stat_add(&qs->frames, n);
+        vs_stat_add(&qs->polls, 1);
     }
     return (int) n;
 }

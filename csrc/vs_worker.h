@@ -93,6 +93,9 @@ struct vs_ctx {
 
     /* Per-port counters: this ctx is the only writer. */
     uint64_t (*counters)[VS_N_COUNTERS];
+    /* Per rx queue: time spent on it and frames read from it, the load
+     * the control plane rebalances queues by. */
+    struct vs_rxq_stats (*rxq_stats)[VS_MAX_QUEUES];
     struct vs_worker_stats stats;
 };
 

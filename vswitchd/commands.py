@@ -71,5 +71,7 @@ def register(server: ControlServer, switch: VSwitch,
     server.register("reload", do_reload, "", "Re-read the config file and apply the difference")
     server.register("workers", lambda a: switch.workers(), "",
                     "Show each worker's CPU, busy ratio and rx queues")
+    server.register("rebalance", lambda a: {"message": switch.rebalance(force=True)}, "",
+                    "Reassign rx queues to workers by their measured load now")
     server.register("stats", lambda a: switch.stats(_str(a, "port")), "[--port P]",
                     "Show every counter and drop reason per port, and MAC table events")

@@ -44,7 +44,9 @@ RESTART_FIELDS = ("workers", "cpus", "mac_table_size")
 RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist")
 
 _SECTIONS = ("switch", "management", "metrics", "ports")
-_SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign")
+_SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign",
+                "rebalance_interval_s", "rebalance_load_threshold", "rebalance_improvement",
+                "rebalance_sample_s")
 _MANAGEMENT_KEYS = ("socket", "socket_mode", "socket_group")
 _METRICS_KEYS = ("listen",)
 _PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
@@ -128,6 +130,14 @@ class SwitchConfig:
     mac_aging_s: int = 300
     mac_table_size: int = 8192
     rxq_assign: str = "roundrobin"
+    # Automatic rx queue rebalancing, in the spirit of Open vSwitch's
+    # pmd-auto-lb: a worker busier than load_threshold % for a whole
+    # interval, while another has room, triggers a reassignment if it would
+    # lower the busiest worker's load by at least improvement %.
+    rebalance_interval_s: int = 60      # 0: never automatically
+    rebalance_load_threshold: int = 95
+    rebalance_improvement: int = 25
+    rebalance_sample_s: int = 10
 
 
 @dataclass(frozen=True)
@@ -282,11 +292,17 @@ def from_dict(data: dict[str, Any]) -> Config:
 def _parse_switch(data: object) -> SwitchConfig:
     t = _check_keys(data, "switch", _SWITCH_KEYS)
     return SwitchConfig(
-        workers=_get(t, "switch", "workers", 0, _int_in(0, 256)),
+        workers=_get(t, "switch", "workers", 0, _int_in(0, 64)),
         cpus=_get(t, "switch", "cpus", None, _cpus),
         mac_aging_s=_get(t, "switch", "mac_aging_s", 300, _int_in(1, 1_000_000)),
         mac_table_size=_get(t, "switch", "mac_table_size", 8192, _int_in(16, 1_048_576)),
         rxq_assign=_get(t, "switch", "rxq_assign", "roundrobin", _one_of(RXQ_ASSIGN)),
+        rebalance_interval_s=_get(t, "switch", "rebalance_interval_s", 60,
+                                  _int_in(0, 86_400)),
+        rebalance_load_threshold=_get(t, "switch", "rebalance_load_threshold", 95,
+                                      _int_in(1, 100)),
+        rebalance_improvement=_get(t, "switch", "rebalance_improvement", 25, _int_in(1, 100)),
+        rebalance_sample_s=_get(t, "switch", "rebalance_sample_s", 10, _int_in(1, 3600)),
     )
 
 

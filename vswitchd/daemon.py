@@ -19,6 +19,7 @@ import sys
 from vswitchd import __version__, commands, config, sdnotify
 from vswitchd.control import ControlServer
 from vswitchd.errors import VswitchError
+from vswitchd.metrics import MetricsServer
 from vswitchd.switch import VSwitch
 
 log = logging.getLogger("vswitchd")
@@ -33,6 +34,8 @@ class Daemon:
         m = cfg.management
         self.control = ControlServer(m.socket, mode=m.socket_mode, group=m.socket_group)
         commands.register(self.control, self.switch, self.reload)
+        self.metrics = MetricsServer(self.switch, cfg.metrics.listen) \
+            if cfg.metrics.enabled else None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()
 
@@ -41,6 +44,12 @@ class Daemon:
         await self.switch.start()
         try:
             await self.control.start()
+            try:
+                if self.metrics is not None:
+                    await self.metrics.start()
+            except BaseException:
+                await self.control.stop()
+                raise
         except BaseException:
             await self.switch.stop()
             raise
@@ -63,6 +72,8 @@ class Daemon:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.metrics is not None:
+                await self.metrics.stop()   # before the switch: scrapes read its counters
             await self.control.stop()
             await self.switch.stop()
 

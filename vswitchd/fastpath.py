@@ -103,6 +103,13 @@ class MacStats:
 
 
 @dataclass
+class RxqStats:
+    busy_ns: int = 0
+    frames: int = 0
+    polls: int = 0
+
+
+@dataclass
 class WorkerStats:
     busy_ns: int = 0
     idle_ns: int = 0
@@ -157,6 +164,18 @@ class MacTable:
         n = lib.vs_mac_dump(self._t, buf, size)
         return [MacEntry(e.vlan, mac_to_str(e.mac), e.port, e.seen_s)
                 for e in (buf[i] for i in range(n))]
+
+    def count_by_vlan(self) -> dict[int, int]:
+        """Entries per VLAN, read straight from the C dump without building
+        an object per entry (a scrape of a full table stays cheap)."""
+        size = max(len(self) + 64, 64)
+        buf = ffi.new("struct vs_mac_entry[]", size)
+        n = lib.vs_mac_dump(self._t, buf, size)
+        counts: dict[int, int] = {}
+        for i in range(n):
+            vlan = buf[i].vlan
+            counts[vlan] = counts.get(vlan, 0) + 1
+        return counts
 
     def stats(self) -> MacStats:
         s = ffi.new("struct vs_mac_stats *")
@@ -238,6 +257,11 @@ class Switch:
         out = ffi.new("uint64_t[]", lib.VS_N_COUNTERS)
         lib.vs_switch_port_counters(self._sw, port_id, out)
         return {name: int(out[i]) for i, name in enumerate(COUNTER_NAMES)}
+
+    def rxq_stats(self, port_id: int, queue: int) -> RxqStats:
+        s = ffi.new("struct vs_rxq_stats *")
+        lib.vs_switch_rxq_stats(self._sw, port_id, queue, s)
+        return RxqStats(s.busy_ns, s.frames, s.polls)
 
     def worker_stats(self, worker: int) -> WorkerStats:
         s = ffi.new("struct vs_worker_stats *")

@@ -21,10 +21,12 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from vswitchd import config as cfgmod
+from vswitchd import rebalance
 from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import DROP_REASONS, MAX_PORTS, PortParams, Switch, WorkerStats
@@ -56,9 +58,14 @@ class Port:
 
 
 @dataclass
-class _WorkerSample:
-    at: WorkerStats
-    busy_ratio: float = 0.0
+class _LoadSample:
+    """Cumulative busy time at one instant, and the loads since the one before."""
+
+    at_ns: int
+    workers: list[WorkerStats]
+    rxq_busy_ns: dict[RxqKey, int]
+    worker_ratio: list[float] = field(default_factory=list)
+    rxq_load: dict[RxqKey, float] = field(default_factory=dict)
 
 
 def online_cpus() -> list[int]:
@@ -81,7 +88,10 @@ class VSwitch:
         self._fast: Switch | None = None
         self._linkmon = LinkMonitor()
         self._aging_task: asyncio.Task[None] | None = None
-        self._samples: dict[int, _WorkerSample] = {}
+        self._sample: _LoadSample | None = None
+        self._history: deque[list[float]] = deque()
+        self._last_rebalance = time.monotonic()
+        self.rebalances = 0
         self._lock = asyncio.Lock()
 
     @property
@@ -263,7 +273,9 @@ class VSwitch:
     def _publish(self) -> None:
         ports = sorted(self.ports.values(), key=lambda p: p.id)
         queues = [(p.cfg.name, q) for p in ports for q in range(len(p.io.fds))]
-        self._rxq = assign(queues, self.n_workers, previous=self._rxq)
+        load = (self._sample.rxq_load if self._sample is not None
+                and self.config.switch.rxq_assign == "cycles" else None)
+        self._rxq = assign(queues, self.n_workers, previous=self._rxq, load=load)
         ids = {p.cfg.name: p.id for p in ports}
         rxqs = {w: [(ids[name], q) for name, q in keys]
                 for w, keys in by_worker(self._rxq).items()}
@@ -272,23 +284,80 @@ class VSwitch:
     # Timers.
 
     async def _timer_loop(self) -> None:
+        self._take_sample()
+        ticks = 0
         while True:
             await asyncio.sleep(AGING_INTERVAL_S)
-            aged = self.fast.macs.age(int(time.monotonic()), self.config.switch.mac_aging_s)
+            ticks += 1
+            sw = self.config.switch
+            aged = self.fast.macs.age(int(time.monotonic()), sw.mac_aging_s)
             if aged:
                 log.debug("aged out %d MAC entries", aged)
-            self._sample_workers()
+            if ticks % sw.rebalance_sample_s == 0:
+                self._take_sample()
+                self._maybe_rebalance()
 
-    def _sample_workers(self) -> None:
-        for w in range(self.n_workers):
-            now = self.fast.worker_stats(w)
-            prev = self._samples.get(w)
-            ratio = 0.0
-            if prev is not None:
-                busy = now.busy_ns - prev.at.busy_ns
-                idle = now.idle_ns - prev.at.idle_ns
-                ratio = busy / (busy + idle) if busy + idle > 0 else 0.0
-            self._samples[w] = _WorkerSample(now, ratio)
+    def _take_sample(self) -> None:
+        """Records cumulative busy times and, against the previous sample,
+        each worker's busy ratio and each queue's load."""
+        now = _LoadSample(
+            at_ns=time.monotonic_ns(),
+            workers=[self.fast.worker_stats(w) for w in range(self.n_workers)],
+            rxq_busy_ns={(p.cfg.name, q): self.fast.rxq_stats(p.id, q).busy_ns
+                         for p in self.ports.values() for q in range(len(p.io.fds))})
+        prev = self._sample
+        if prev is not None:
+            for w, stats in enumerate(now.workers):
+                old = prev.workers[w] if w < len(prev.workers) else WorkerStats()
+                busy, idle = stats.busy_ns - old.busy_ns, stats.idle_ns - old.idle_ns
+                now.worker_ratio.append(busy / (busy + idle) if busy + idle > 0 else 0.0)
+            now.rxq_load = rebalance.loads_from_delta(prev.rxq_busy_ns, now.rxq_busy_ns,
+                                                      now.at_ns - prev.at_ns)
+            self._history.append(now.worker_ratio)
+        self._sample = now
+        sw = self.config.switch
+        keep = max(1, sw.rebalance_interval_s // sw.rebalance_sample_s)
+        while len(self._history) > keep:
+            self._history.popleft()
+
+    def _maybe_rebalance(self) -> None:
+        sw = self.config.switch
+        if not sw.rebalance_interval_s or self.n_workers < 2:
+            return
+        if time.monotonic() - self._last_rebalance < sw.rebalance_interval_s:
+            return
+        needed = max(1, sw.rebalance_interval_s // sw.rebalance_sample_s)
+        if len(self._history) < needed:
+            return
+        if rebalance.overloaded(list(self._history), sw.rebalance_load_threshold / 100):
+            self.rebalance(force=False)
+
+    def rebalance(self, force: bool = True) -> str:
+        """Reassigns rx queues by their measured load; without ``force``
+        only when that improves the busiest worker by the configured
+        percentage.  Returns what was done, for the log and vswitchctl."""
+        if self._sample is None or not self._sample.rxq_load:
+            self._take_sample()
+        loads = self._sample.rxq_load if self._sample else {}
+        current = {k: w for k, w in self._rxq.items()}
+        plan = rebalance.plan(current, loads, self.n_workers)
+        self._last_rebalance = time.monotonic()
+        before = "/".join(f"{x:.0%}" for x in plan.before)
+        after = "/".join(f"{x:.0%}" for x in plan.after)
+        if not plan.moves:
+            msg = f"rebalance: assignment already balanced (worker loads {before})"
+        elif not force and plan.improvement_pct < self.config.switch.rebalance_improvement:
+            msg = (f"rebalance: skipped, improvement {plan.improvement_pct:.0f}% is below "
+                   f"{self.config.switch.rebalance_improvement}% (worker loads {before})")
+        else:
+            self._rxq = plan.assignment
+            self._publish()
+            self.rebalances += 1
+            self._history.clear()
+            msg = (f"rebalance: moved {plan.moves} rx queues, worker loads {before} -> "
+                   f"{after} (expected)")
+        log.info("%s", msg)
+        return msg
 
     # Reporting.
 
@@ -356,15 +425,19 @@ class VSwitch:
         names = {p.cfg.name: p for p in self.ports.values()}
         queues = by_worker(self._rxq)
         out = []
+        sample = self._sample
+        ratios = sample.worker_ratio if sample else []
+        loads = sample.rxq_load if sample else {}
         for w in range(self.n_workers):
             stats = self.fast.worker_stats(w)
-            sample = self._samples.get(w)
             out.append({
                 "worker": w, "cpu": self.cpus[w % len(self.cpus)] if self.cpus else None,
-                "busy_ratio": round(sample.busy_ratio if sample else 0.0, 4),
+                "busy_ratio": round(ratios[w] if w < len(ratios) else 0.0, 4),
                 "frames": stats.frames, "polls": stats.polls,
-                "rx_queues": [{"port": name, "queue": q} for name, q in queues.get(w, [])
-                              if name in names],
+                "avg_batch": round(stats.frames / stats.polls, 2) if stats.polls else 0.0,
+                "rx_queues": [{"port": name, "queue": q,
+                               "busy_ratio": round(loads.get((name, q), 0.0), 4)}
+                              for name, q in queues.get(w, []) if name in names],
             })
         return out
 

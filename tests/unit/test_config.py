@@ -151,7 +151,8 @@ def test_mode_typo_lists_the_allowed_modes():
 def test_unknown_key_is_rejected_with_allowed_keys():
     assert error_of(loads, "[switch]\nbogus = 1") == (
         "switch.bogus: unknown key (allowed: workers, cpus, mac_aging_s, mac_table_size, "
-        "rxq_assign)")
+        "rxq_assign, rebalance_interval_s, rebalance_load_threshold, rebalance_improvement, "
+        "rebalance_sample_s)")
     assert port_error({"type": "tap", "offload": {"gro": True}}) == (
         "ports.vm1.offload.gro: unknown key (allowed: csum, tso)")
 
@@ -252,7 +253,7 @@ def test_netns_with_slash_is_rejected():
 
 
 def test_out_of_range_switch_values_are_rejected():
-    assert error_of(loads, "[switch]\nworkers = 257") == "switch.workers: 257 is not in 0-256"
+    assert error_of(loads, "[switch]\nworkers = 65") == "switch.workers: 65 is not in 0-64"
     assert error_of(loads, "[switch]\nmac_table_size = 8") == (
         "switch.mac_table_size: 8 is not in 16-1048576")
     assert error_of(loads, '[switch]\nrxq_assign = "rr"') == (
