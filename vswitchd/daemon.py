@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 
-from vswitchd import __version__, commands, config, sdnotify
+from vswitchd import __version__, commands, config, fdstore, sdnotify
 from vswitchd.control import ControlServer
 from vswitchd.errors import VswitchError
 from vswitchd.metrics import MetricsServer
@@ -30,7 +30,7 @@ DEFAULT_CONFIG = "/etc/vswitchd/vswitchd.toml"
 class Daemon:
     def __init__(self, config_path: str, cfg: config.Config) -> None:
         self.config_path = config_path
-        self.switch = VSwitch(cfg)
+        self.switch = VSwitch(cfg, inherited=fdstore.inherited())
         m = cfg.management
         self.control = ControlServer(m.socket, mode=m.socket_mode, group=m.socket_group)
         commands.register(self.control, self.switch, self.reload)

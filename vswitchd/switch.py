@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vswitchd import config as cfgmod
-from vswitchd import rebalance
+from vswitchd import fdstore, rebalance
 from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import DROP_REASONS, MAX_PORTS, PortParams, Switch, WorkerStats
@@ -72,14 +72,18 @@ def online_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-def open_backend(pc: PortConfig) -> tuple[TapPort | NetdevPort, PortIO]:
-    backend: TapPort | NetdevPort = TapPort(pc) if pc.type == "tap" else NetdevPort(pc)
+def open_backend(pc: PortConfig,
+                 inherited_fds: list[int] | None = None) -> tuple[TapPort | NetdevPort, PortIO]:
+    backend: TapPort | NetdevPort = (TapPort(pc, inherited_fds) if pc.type == "tap"
+                                     else NetdevPort(pc))
     return backend, backend.open()
 
 
 class VSwitch:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, inherited: dict[str, list[int]] | None = None) -> None:
         self.config = config
+        # TAP queue fds handed back by the service manager's fd store.
+        self._inherited = dict(inherited or {})
         self.generation = 0
         self.cpus = list(config.switch.cpus or online_cpus())
         self.n_workers = config.switch.workers or len(online_cpus())
@@ -111,6 +115,7 @@ class VSwitch:
             for pc in self.config.ports.values():
                 self._attach(pc)
             self._publish()
+            self._drop_unclaimed_fds()
         except BaseException:
             await self.stop()
             raise
@@ -132,7 +137,7 @@ class VSwitch:
             self.ports.clear()
             self._publish()
             for port in detached:
-                self._close(port)
+                self._close(port, keep_stored=True)
         await self._linkmon.stop()
         if self._fast is not None:
             self._fast.stop()
@@ -216,8 +221,25 @@ class VSwitch:
                 return i
         raise VswitchError(f"ports: at most {MAX_PORTS} ports")
 
+    def _drop_unclaimed_fds(self) -> None:
+        """Closes inherited fds no configured port claimed (a TAP removed
+        from the config while vswitchd was down) and drops them from the
+        service manager's store, so their devices can go away."""
+        for name, fds in self._inherited.items():
+            log.info("closing %d inherited fds of %s: no port uses them", len(fds), name)
+            for fd in fds:
+                os.close(fd)
+            fdstore.remove(name)
+        self._inherited.clear()
+
     def _attach(self, pc: PortConfig, register: bool = True) -> Port:
-        backend, io = open_backend(pc)
+        stored = fdstore.tap_name(pc.ifname)
+        inherited = self._inherited.pop(stored, None) if pc.type == "tap" else None
+        backend, io = open_backend(pc, inherited)
+        if pc.type == "tap" and pc.persist:
+            fdstore.store(stored, list(io.fds))
+        elif inherited:
+            fdstore.remove(stored)
         port = Port(cfg=pc, id=-1, backend=backend, io=io)
         port.link_up = backend.read_link_state()
         if register:
@@ -237,7 +259,12 @@ class VSwitch:
         self._close(port)
         log.info("port %s detached", name)
 
-    def _close(self, port: Port) -> None:
+    def _close(self, port: Port, keep_stored: bool = False) -> None:
+        """Closes ``port``.  A persistent TAP's fds stay in the service
+        manager's store when the daemon stops (``keep_stored``), so its
+        carrier survives a restart; a port removed for good leaves it."""
+        if port.cfg.type == "tap" and port.cfg.persist and not keep_stored:
+            fdstore.remove(fdstore.tap_name(port.cfg.ifname))
         self._linkmon.unwatch(port.cfg.name)
         if port.id >= 0 and self._fast is not None:
             self._fast.macs.flush(port=port.id)

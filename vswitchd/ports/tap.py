@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 TUN_DEVICE = "/dev/net/tun"
 TUNSETIFF = 0x400454CA
+TUNGETIFF = 0x800454D2
 TUNSETPERSIST = 0x400454CB
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
@@ -94,8 +95,12 @@ def _require_link(rtnl: Rtnl, ifname: str | None = None, index: int = 0) -> Link
 class TapPort:
     """A TAP device owned (or adopted) by the switch."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, inherited_fds: list[int] | None = None) -> None:
         self.cfg = cfg
+        # Queue fds a previous vswitchd left in the service manager's fd
+        # store: adopting them keeps the TAP's carrier up across a restart.
+        self._inherited = list(inherited_fds or [])
+        self.adopted = False
         self.name: str = cfg.name
         self.ifname: str = cfg.ifname
         self.netns: str | None = getattr(cfg, "netns", None)
@@ -201,6 +206,11 @@ class TapPort:
         offload = self.cfg.offload
         csum = bool(offload.csum)
         tso = csum and bool(offload.tso)
+        if self._adopt_inherited():
+            for fd in self._fds:
+                fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+                self.offload_flags = apply_offload(fd, csum, tso)
+            return
         with in_netns(self._where):
             for _ in range(self.cfg.queues):
                 fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -208,6 +218,32 @@ class TapPort:
                 fcntl.ioctl(fd, TUNSETIFF, _ifreq(self.ifname, flags))
                 fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
                 self.offload_flags = apply_offload(fd, csum, tso)
+
+    def _adopt_inherited(self) -> bool:
+        """Takes the inherited fds as this TAP's queues if they are attached
+        to it, one per configured queue; otherwise closes them."""
+        fds, self._inherited = self._inherited, []
+        if not fds:
+            return False
+        ok = len(fds) == self.cfg.queues
+        for fd in fds:
+            try:
+                raw = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
+            except OSError:
+                ok = False
+                continue
+            ok = ok and raw[:16].rstrip(b"\0").decode(errors="replace") == self.ifname
+        if not ok:
+            log.warning("ports.%s: inherited fds do not match %d queues of %s; reopening",
+                        self.name, self.cfg.queues, self.ifname)
+            for fd in fds:
+                os.close(fd)
+            return False
+        for fd in fds:
+            os.set_blocking(fd, False)
+        self._fds = fds
+        self.adopted = True
+        return True
 
     def _set_persist(self) -> None:
         # Persistence is a device property: one fd is enough.  A device we did
