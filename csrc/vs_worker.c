@@ -293,7 +293,15 @@ vs_worker_main(void *arg)
                 (void) r;
                 continue;
             }
-            vs_ctx_poll_rxq(ctx, cfg, rxq, now);
+            if (vs_ctx_poll_rxq(ctx, cfg, rxq, now) == 0
+                && evs[i].events & (EPOLLERR | EPOLLHUP)) {
+                /* A queue in error with nothing to read: a TAP whose device
+                 * vanished (with its namespace), a socket whose interface
+                 * went down.  Level-triggered epoll would report it forever:
+                 * stop polling it until the control plane publishes a new
+                 * config, which it does when the link changes. */
+                epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, rxq->fd, NULL);
+            }
         }
         vs_stat_add(&ctx->stats.busy_ns, now_ns() - t0);
 

@@ -30,7 +30,8 @@ from vswitchd import fdstore, rebalance
 from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import DROP_REASONS, MAX_PORTS, PortParams, Switch, WorkerStats
-from vswitchd.ports import LinkMonitor, NetdevPort, PortIO, TapPort
+from vswitchd.ports import LinkMonitor, NetdevPort, PortIO, TapPort, in_netns, netns_exists
+from vswitchd.ports.base import Rtnl
 from vswitchd.rxq import RxqKey, assign, by_worker
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ class VSwitch:
         self.cpus = list(config.switch.cpus or online_cpus())
         self.n_workers = config.switch.workers or len(online_cpus())
         self.ports: dict[str, Port] = {}
+        # Configured ports whose interface vanished; retried every second.
+        self.lost: dict[str, PortConfig] = {}
         self._rxq: dict[RxqKey, int] = {}
         self._fast: Switch | None = None
         self._linkmon = LinkMonitor()
@@ -155,6 +158,13 @@ class VSwitch:
 
     def _apply(self, new: Config) -> ConfigDiff:
         diff = cfgmod.diff(self.config, new)
+        # A lost port only needs its config updated: it reattaches as it is then.
+        for name in list(self.lost):
+            if name in new.ports:
+                self.lost[name] = new.ports[name]
+            else:
+                del self.lost[name]
+        live = set(self.ports)
         for name in diff.restart_required:
             log.warning("switch.%s: change takes effect at the next restart", name)
 
@@ -169,8 +179,11 @@ class VSwitch:
             raise
 
         for name in diff.removed:
-            self._detach(name)
+            if name in live:
+                self._detach(name)
         for name in diff.recreate:
+            if name not in live:
+                continue
             self._detach(name)
             try:
                 self._attach(new.ports[name])
@@ -178,7 +191,7 @@ class VSwitch:
                 self._attach(self.config.ports[name])
                 raise
         for name in diff.changed:
-            if name not in diff.recreate:
+            if name not in diff.recreate and name in live:
                 self._update_in_place(self.ports[name], new.ports[name])
         for port in opened:
             self._register(port)
@@ -281,6 +294,45 @@ class VSwitch:
             self._publish()
             self.fast.macs.flush(port=port.id)
 
+    def _device_present(self, port: Port) -> bool:
+        """Whether the interface ``port`` was opened on still exists (same
+        ifindex, and its namespace still there)."""
+        pc = port.cfg
+        if pc.netns is not None and not netns_exists(pc.netns):
+            return False
+        try:
+            with in_netns(pc.netns if pc.type == "tap" else None), Rtnl() as rtnl:
+                info = rtnl.get_link(pc.ifname)
+        except OSError:
+            return False
+        return info is not None and (not port.io.ifindex or info.index == port.io.ifindex)
+
+    def _lose(self, port: Port) -> None:
+        """The interface under ``port`` vanished (deleted, its namespace
+        removed, its VM killed): detach what is left, keep the port
+        configured, and reattach it once the interface is back."""
+        name = port.cfg.name
+        log.warning("port %s: interface %s is gone; it will be reattached when it is back",
+                    name, port.cfg.ifname)
+        self.ports.pop(name)
+        self._publish()
+        self._close(port)
+        self.lost[name] = port.cfg
+
+    def _retry_lost(self) -> None:
+        back = []
+        for name, pc in list(self.lost.items()):
+            try:
+                self._attach(pc)
+            except (VswitchError, OSError) as exc:
+                log.debug("port %s still absent: %s", name, exc)
+                continue
+            del self.lost[name]
+            back.append(name)
+        if back:
+            self._publish()
+            log.info("reattached %s", ", ".join(back))
+
     def _on_link(self, name: str, up: bool) -> None:
         port = self.ports.get(name)
         if port is None:
@@ -288,6 +340,9 @@ class VSwitch:
         # Events can be stale (queued while the port was being set up):
         # what counts is the state now.
         up = port.backend.read_link_state()
+        if not up and not self._device_present(port):
+            self._lose(port)
+            return
         if port.link_up == up:
             return
         port.link_up = up
@@ -320,6 +375,8 @@ class VSwitch:
             aged = self.fast.macs.age(int(time.monotonic()), sw.mac_aging_s)
             if aged:
                 log.debug("aged out %d MAC entries", aged)
+            if self.lost:
+                self._retry_lost()
             if ticks % sw.rebalance_sample_s == 0:
                 self._take_sample()
                 self._maybe_rebalance()
@@ -418,6 +475,17 @@ class VSwitch:
                 "drops": sum(drops.values()),
                 "drops_by_reason": {k: v for k, v in drops.items() if v},
             })
+        for name, pc in sorted(self.lost.items()):
+            ports.append({
+                "name": name, "type": pc.type, "ifname": pc.ifname, "netns": pc.netns,
+                "mode": pc.mode, "vlan": None if pc.mode == "trunk" else pc.vlan,
+                "vlans": pc.vlans_text() if pc.mode == "trunk" else None,
+                "native_vlan": pc.native_vlan if pc.mode == "trunk" else None,
+                "link": "absent", "queues": pc.queues,
+                "offload": {"csum": pc.offload.csum, "tso": pc.offload.tso},
+                "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0, "drops": 0,
+                "drops_by_reason": {}})
+        ports.sort(key=lambda p: p["name"])
         return {"switch": {"workers": self.n_workers, "mac_entries": len(self.fast.macs),
                            "mac_table_size": self.fast.macs.capacity,
                            "mac_aging_s": self.config.switch.mac_aging_s,
