@@ -36,7 +36,14 @@
     X(DROP_SAME_PORT, "same_port", "Destination learned on the ingress port") \
     X(DROP_NO_DEST, "no_destination", "No other port up in the VLAN")       \
     X(DROP_UNSUPPORTED_GSO, "unsupported_gso", "GSO type the switch cannot segment") \
-    X(DROP_TX_ERROR, "tx_error", "The egress port refused the frame")
+    X(DROP_TX_ERROR, "tx_error", "The egress port refused the frame") \
+    X(DROP_MAC_SPOOF, "mac_spoof", "Source MAC not in the port's allowed_macs") \
+    X(DROP_MAX_MACS, "max_macs", "New source MAC beyond the port's max_macs") \
+    X(DROP_DHCP_GUARD, "dhcp_guard", "DHCP server message from a port with dhcp_guard") \
+    X(DROP_ROUTER_GUARD, "router_guard", "Router advertisement or redirect from a port with router_guard") \
+    X(DROP_STORM_BROADCAST, "storm_broadcast", "Broadcast beyond the port's broadcast_pps") \
+    X(DROP_STORM_MULTICAST, "storm_multicast", "Multicast beyond the port's multicast_pps") \
+    X(DROP_STORM_UNKNOWN_UNICAST, "storm_unknown_unicast", "Unknown unicast beyond the port's unknown_unicast_pps")
 
 #define VS_COUNTER_ENUM(ENUM, NAME, HELP) VS_C_##ENUM,
 enum vs_counter {

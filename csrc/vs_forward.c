@@ -31,6 +31,7 @@
 
 #include "vs_csum.h"
 #include "vs_gso.h"
+#include "vs_guard.h"
 #include "vs_vlan.h"
 #include "vs_worker.h"
 
@@ -163,6 +164,7 @@ vs_tx_flush(struct vs_ctx *ctx)
 struct seg_emit_ctx {
     struct vs_ctx *ctx;
     struct vs_port *port;
+    uint32_t l2_len;            /* Ethernet header of each segment, EtherType included */
 };
 
 /* vs_gso_segment() callback: sends one finished segment (fully
@@ -174,6 +176,14 @@ emit_segment(void *arg, const uint8_t *seg, uint32_t seg_len)
     uint8_t vnet[VS_VNET_HDR_MRG_LEN] = { 0 };
     struct iovec iov[2];
     int n = 0;
+
+    /* An MSS chosen for a larger MTU than the egress port's: a physical
+     * switch drops such frames (so does the Linux bridge); count the
+     * super-frame once and stop. */
+    if (sc->port->p.mtu && seg_len - sc->l2_len > sc->port->p.mtu) {
+        vs_count(sc->ctx, sc->port->p.id, VS_C_DROP_OVERSIZE, 1);
+        return 1;
+    }
 
     if (sc->port->p.vnet_hdr_len) {
         iov[n].iov_base = vnet;
@@ -210,12 +220,12 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
         len = l2_len + rest;
     }
 
-    struct seg_emit_ctx sc = { ctx, port };
+    struct seg_emit_ctx sc = { ctx, port, l2_len + 2 };
     int r = vs_gso_segment(frame, len, &vh, ctx->seg_buf, VS_FRAME_MAX,
                            emit_segment, &sc);
     if (r < 0) {
         vs_count(ctx, port->p.id, -r, 1);
-    } else {
+    } else if (r > 0) {
         vs_count(ctx, port->p.id, VS_C_SEGMENTED, 1);
     }
 }
@@ -313,6 +323,11 @@ deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
             drop(ctx, pkt, in->p.id, VS_C_DROP_NO_DEST);
             return;
         }
+        int r = vs_guard_flood(ctx, cfg, in, pkt);
+        if (r) {
+            drop(ctx, pkt, in->p.id, r);
+            return;
+        }
         vs_count(ctx, in->p.id, VS_C_FLOODED, 1);
     }
 
@@ -326,11 +341,11 @@ deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
     }
 }
 
-/* Checks, classifies and learns one received frame; returns 0 to forward
- * it or the drop reason. */
+/* Checks, classifies and learns one received frame (port 'in', config
+ * 'cfg'); returns 0 to forward it or the drop reason. */
 static int
-classify(struct vs_ctx *ctx, struct vs_port *in, struct vs_pkt *pkt,
-         uint32_t now_s)
+classify(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
+         struct vs_pkt *pkt, uint32_t now_s)
 {
     int tagged = 0;
     uint16_t vid = 0;
@@ -343,6 +358,16 @@ classify(struct vs_ctx *ctx, struct vs_port *in, struct vs_pkt *pkt,
         r = vs_vnet_hdr_check(&pkt->vh, pkt->data, pkt->len);
         if (r) {
             return r;
+        }
+        /* Fields that do not apply are ignored on input but checked by the
+         * kernel on output (a stale hdr_len past the end makes the egress
+         * TAP refuse the frame): keep only what the flags give meaning. */
+        if (!(pkt->vh.flags & VS_VNET_F_NEEDS_CSUM)) {
+            pkt->vh.csum_start = pkt->vh.csum_offset = 0;
+        }
+        if (!vs_vnet_hdr_is_gso(&pkt->vh)) {
+            pkt->vh.gso_type = VS_VNET_GSO_NONE;
+            pkt->vh.gso_size = pkt->vh.hdr_len = 0;
         }
     }
 
@@ -358,6 +383,16 @@ classify(struct vs_ctx *ctx, struct vs_port *in, struct vs_pkt *pkt,
         pkt->pcp = tci >> 13;
         pkt->inner_off = 16;
     }
+    /* The header's offsets must point past the Ethernet header: egress
+     * rewrites that header and moves the offsets by the tag it adds or
+     * strips (found by fuzzing: csum_start 0 wrapped to 65532). */
+    if (in->p.vnet_hdr_len
+        && (((pkt->vh.flags & VS_VNET_F_NEEDS_CSUM)
+             && pkt->vh.csum_start < pkt->inner_off + 2u)
+            || (vs_vnet_hdr_is_gso(&pkt->vh) && pkt->vh.hdr_len
+                && pkt->vh.hdr_len < pkt->inner_off + 2u))) {
+        return VS_C_DROP_BAD_VNET_HDR;
+    }
     r = vs_vlan_ingress(in, tagged, vid, &pkt->vlan);
     if (r) {
         return r;
@@ -369,6 +404,12 @@ classify(struct vs_ctx *ctx, struct vs_port *in, struct vs_pkt *pkt,
     }
     if (vs_mac_is_zero(src)) {
         return VS_C_DROP_SRC_ZERO;
+    }
+    if (vs_guard_active(&in->p)) {
+        r = vs_guard_ingress(ctx, cfg, in, pkt, now_s);
+        if (r) {
+            return r;
+        }
     }
     vs_mac_learn(ctx->sw->macs, pkt->vlan, src, in->p.id, now_s);
     return 0;
@@ -387,7 +428,7 @@ vs_forward_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
         struct vs_pkt *pkt = &ctx->pkts[i];
         bytes += pkt->len;
         pkt->dropped = 0;
-        int r = classify(ctx, in, pkt, now_s);
+        int r = classify(ctx, cfg, in, pkt, now_s);
         if (r) {
             drop(ctx, pkt, in_id, r);
         }

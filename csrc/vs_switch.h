@@ -65,6 +65,15 @@ struct vs_port_params {
     int offload_csum;           /* egress may carry partial checksums */
     int offload_tso;            /* egress may carry TCP GSO super-frames */
     uint32_t mtu;               /* max bytes after the Ethernet header; 0 = no check */
+    /* Guards (vs_guard.h); all zero = none. */
+    uint32_t n_allowed_macs;    /* 0 = any source MAC; at most 64 */
+    uint32_t max_macs;          /* MAC table entries on the port; 0 = unlimited */
+    int dhcp_guard;             /* drop DHCPv4/v6 server messages */
+    int router_guard;           /* drop RAs and ICMP/ICMPv6 redirects */
+    uint32_t broadcast_pps;     /* storm control, frames/s; 0 = unlimited */
+    uint32_t multicast_pps;
+    uint32_t unknown_unicast_pps;
+    uint8_t allowed_macs[64][6];    /* last: the scalars above stay together */
 };
 
 /* What a worker has done, read at any time. */
@@ -102,6 +111,8 @@ void vs_switch_stop(struct vs_switch *);
 void vs_switch_free(struct vs_switch *);
 uint32_t vs_switch_n_workers(const struct vs_switch *);
 struct vs_mac_table *vs_switch_mac_table(struct vs_switch *);
+
+void vs_switch_set_busy_poll(struct vs_switch *, uint32_t busy_poll_us);
 
 /* Publishing. */
 int vs_switch_publish(struct vs_switch *, struct vs_config *);

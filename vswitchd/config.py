@@ -46,11 +46,13 @@ RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist")
 _SECTIONS = ("switch", "management", "metrics", "ports")
 _SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign",
                 "rebalance_interval_s", "rebalance_load_threshold", "rebalance_improvement",
-                "rebalance_sample_s")
+                "rebalance_sample_s", "busy_poll_us")
 _MANAGEMENT_KEYS = ("socket", "socket_mode", "socket_group")
 _METRICS_KEYS = ("listen",)
 _PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
-              "native_vlan", "persist", "mtu", "offload")
+              "native_vlan", "persist", "mtu", "offload", "allowed_macs", "max_macs",
+              "dhcp_guard", "router_guard", "broadcast_pps", "multicast_pps",
+              "unknown_unicast_pps")
 _OFFLOAD_KEYS = ("csum", "tso")
 _MODE_ONLY = {"vlan": "access", "vlans": "trunk", "native_vlan": "trunk"}
 _TAP_ONLY = ("netns", "persist")
@@ -59,6 +61,10 @@ _PORT_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _VLAN_ITEM_RE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 _HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _MODE_RE = re.compile(r"0?[0-7]{3}")
+_MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+MAX_ALLOWED_MACS = 64   # csrc/vs_guard.h VS_GUARD_MAX_ALLOWED_MACS
+MAX_MACS_LIMIT = 65536
+MAX_PPS = 10_000_000
 _IFNAMSIZ = 16      # including the NUL, so names are 1..15 bytes
 _SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), including the NUL
 _MAX_CPU = 8191     # Linux NR_CPUS is at most 8192
@@ -90,6 +96,14 @@ class PortConfig:
     persist: bool = False       # tap only
     mtu: int | None = None      # None: leave the interface's MTU alone
     offload: OffloadConfig = OffloadConfig()
+    # Guards (csrc/vs_guard.h).  Defaults: off.
+    allowed_macs: tuple[str, ...] = ()     # lower-case source MACs; () = any
+    max_macs: int | None = None            # None: no limit
+    dhcp_guard: bool = False
+    router_guard: bool = False
+    broadcast_pps: int | None = None       # storm control; None: no limit
+    multicast_pps: int | None = None
+    unknown_unicast_pps: int | None = None
 
     def allows_vlan(self, vid: int) -> bool:
         """Whether frames of VLAN `vid` may enter or leave this port."""
@@ -120,6 +134,14 @@ class PortConfig:
         if self.mtu is not None:
             out["mtu"] = self.mtu
         out["offload"] = {"csum": self.offload.csum, "tso": self.offload.tso}
+        if self.allowed_macs:
+            out["allowed_macs"] = list(self.allowed_macs)
+        for key in _GUARD_BOOL_KEYS:
+            if getattr(self, key):
+                out[key] = True
+        for key in _GUARD_INT_KEYS:
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
 
@@ -138,6 +160,9 @@ class SwitchConfig:
     rebalance_load_threshold: int = 95
     rebalance_improvement: int = 25
     rebalance_sample_s: int = 10
+    # Workers keep polling this long after their last frame before they
+    # sleep (latency and batch size under load, for some CPU).  0: never.
+    busy_poll_us: int = 200
 
 
 @dataclass(frozen=True)
@@ -303,6 +328,7 @@ def _parse_switch(data: object) -> SwitchConfig:
                                       _int_in(1, 100)),
         rebalance_improvement=_get(t, "switch", "rebalance_improvement", 25, _int_in(1, 100)),
         rebalance_sample_s=_get(t, "switch", "rebalance_sample_s", 10, _int_in(1, 3600)),
+        busy_poll_us=_get(t, "switch", "busy_poll_us", 200, _int_in(0, 100_000)),
     )
 
 
@@ -355,6 +381,13 @@ def parse_port(name: str, table: object, path: str = "ports") -> PortConfig:
         persist=_get(t, base, "persist", False, _bool),
         mtu=_get(t, base, "mtu", None, _int_in(68, 65535)),
         offload=_get(t, base, "offload", OffloadConfig(), _offload),
+        allowed_macs=_get(t, base, "allowed_macs", (), _allowed_macs),
+        max_macs=_get(t, base, "max_macs", None, _int_in(1, MAX_MACS_LIMIT)),
+        dhcp_guard=_get(t, base, "dhcp_guard", False, _bool),
+        router_guard=_get(t, base, "router_guard", False, _bool),
+        broadcast_pps=_get(t, base, "broadcast_pps", None, _int_in(1, MAX_PPS)),
+        multicast_pps=_get(t, base, "multicast_pps", None, _int_in(1, MAX_PPS)),
+        unknown_unicast_pps=_get(t, base, "unknown_unicast_pps", None, _int_in(1, MAX_PPS)),
     )
 
 
@@ -398,8 +431,11 @@ def without_port(cfg: Config, name: str) -> Config:
 
 _KV_KEYS = tuple(k for k in _PORT_KEYS if k != "offload") + tuple(
     f"offload.{k}" for k in _OFFLOAD_KEYS)
-_KV_INT_KEYS = ("queues", "vlan", "native_vlan", "mtu")
-_KV_BOOL_KEYS = ("persist", "offload.csum", "offload.tso")
+_GUARD_BOOL_KEYS = ("dhcp_guard", "router_guard")
+_GUARD_INT_KEYS = ("max_macs", "broadcast_pps", "multicast_pps", "unknown_unicast_pps")
+_KV_INT_KEYS = ("queues", "vlan", "native_vlan", "mtu") + _GUARD_INT_KEYS
+_KV_BOOL_KEYS = ("persist", "offload.csum", "offload.tso") + _GUARD_BOOL_KEYS
+_KV_LIST_KEYS = ("allowed_macs",)
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
                "false": False, "no": False, "off": False, "0": False}
 
@@ -461,6 +497,8 @@ def _kv_value(key: str, raw: str) -> Any:
         return int(raw)
     if key in _KV_BOOL_KEYS:
         return _BOOL_WORDS.get(raw.lower(), raw)
+    if key in _KV_LIST_KEYS:
+        return [item.strip() for item in raw.split(",")]
     return raw
 
 
@@ -640,6 +678,25 @@ def _offload(value: Any, key: str) -> OffloadConfig:
     t = _check_keys(value, key, _OFFLOAD_KEYS)
     return OffloadConfig(csum=_get(t, key, "csum", True, _bool),
                          tso=_get(t, key, "tso", True, _bool))
+
+
+def _allowed_macs(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _err(key, f"{_show(value)} is not a list of MAC addresses "
+                   '(like ["02:00:00:00:00:01"])')
+    if len(value) > MAX_ALLOWED_MACS:
+        raise _err(key, f"{len(value)} MAC addresses are too many (at most {MAX_ALLOWED_MACS})")
+    macs: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not _MAC_RE.fullmatch(item):
+            raise _err(key, f"{_show(item)} is not a MAC address")
+        mac = item.lower()
+        if int(mac[:2], 16) & 1:
+            raise _err(key, f"{_show(item)} is a multicast address (sources are unicast)")
+        if mac in macs:
+            raise _err(key, f"{_show(item)} is listed twice (each MAC at most once)")
+        macs.append(mac)
+    return tuple(macs)
 
 
 def _split_listen(text: str) -> tuple[str, int]:

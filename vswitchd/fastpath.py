@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vswitchd._fastpath import ffi, lib
@@ -58,6 +58,14 @@ class PortParams:
     offload_csum: bool = False
     offload_tso: bool = False
     mtu: int = 0                         # 0 = no MTU check
+    # Guards (csrc/vs_guard.h); the defaults turn them off.
+    allowed_macs: tuple[str, ...] = ()   # source MACs the port may use; () = any
+    max_macs: int = 0                    # MAC table entries on the port; 0 = unlimited
+    dhcp_guard: bool = False
+    router_guard: bool = False
+    broadcast_pps: int = 0               # storm control, frames/s; 0 = unlimited
+    multicast_pps: int = 0
+    unknown_unicast_pps: int = 0
 
     def to_c(self) -> object:
         p = ffi.new("struct vs_port_params *")
@@ -82,6 +90,18 @@ class PortParams:
         p.offload_csum = int(self.offload_csum)
         p.offload_tso = int(self.offload_tso)
         p.mtu = self.mtu
+        if len(self.allowed_macs) > len(p.allowed_macs):
+            raise FastpathError(f"port {self.id}: {len(self.allowed_macs)} allowed MACs, "
+                                f"allowed at most {len(p.allowed_macs)}")
+        p.n_allowed_macs = len(self.allowed_macs)
+        for i, m in enumerate(self.allowed_macs):
+            p.allowed_macs[i] = list(mac_to_bytes(m))
+        p.max_macs = self.max_macs
+        p.dhcp_guard = int(self.dhcp_guard)
+        p.router_guard = int(self.router_guard)
+        p.broadcast_pps = self.broadcast_pps
+        p.multicast_pps = self.multicast_pps
+        p.unknown_unicast_pps = self.unknown_unicast_pps
         return p
 
 
@@ -210,6 +230,9 @@ class Switch:
         _check(lib.vs_switch_start(self._sw), "starting workers")
         self._running = True
 
+    def set_busy_poll(self, busy_poll_us: int) -> None:
+        lib.vs_switch_set_busy_poll(self._sw, busy_poll_us)
+
     def stop(self) -> None:
         if self._sw is not None:
             lib.vs_switch_stop(self._sw)
@@ -221,7 +244,7 @@ class Switch:
             self._sw = None
 
     def publish(self, ports: Sequence[PortParams],
-                rxqs: dict[int, Sequence[tuple[int, int]]] | None = None) -> int:
+                rxqs: Mapping[int, Sequence[tuple[int, int]]] | None = None) -> int:
         """Makes ``ports`` the switch's ports and ``rxqs`` (worker ->
         [(port id, queue)]) its rx queue assignment; returns when no worker
         can still use a port left out.  Returns the new generation."""
@@ -268,3 +291,63 @@ class Switch:
         _check(lib.vs_switch_worker_stats(self._sw, worker, s), f"worker {worker}")
         return WorkerStats(s.busy_ns, s.idle_ns, s.polls, s.frames, s.batches_full,
                            s.quiescent)
+
+
+# TPACKET_V3 rx rings for packet-socket ports (csrc/vs_ring.h).
+
+RING_BLOCK_SIZE: int = lib.VS_RING_BLOCK_SIZE
+RING_BLOCK_NR: int = lib.VS_RING_BLOCK_NR
+RING_TOV_MS: int = lib.VS_RING_TOV_MS
+RING_VERSION: int = lib.VS_RING_VERSION
+RING_V2_FRAME_SIZE: int = lib.VS_RING_V2_FRAME_SIZE
+RING_V2_FRAME_NR: int = lib.VS_RING_V2_FRAME_NR
+
+
+def ring_prepare(fd: int, vnet_hdr_len: int, version: int = 0, tov_ms: int = 0) -> None:
+    """Marks AF_PACKET socket ``fd`` as wanting an rx ring, set up by the
+    first worker that polls it (until then it reads as any socket; if the
+    kernel refuses, the fast path keeps recvmmsg()).  ``version`` 2 or 3
+    (TPACKET_V2/V3), 0 = the default (RING_VERSION).  The setup purges the
+    socket's receive queue: prefer ring_attach() before bind()."""
+    rc = lib.vs_ring_prepare(fd, vnet_hdr_len, version, tov_ms)
+    if rc != 0:
+        raise OSError(rc, os.strerror(rc))
+
+
+def ring_attach(fd: int, vnet_hdr_len: int, version: int = 0, block_size: int = 0,
+                block_nr: int = 0, tov_ms: int = 0) -> None:
+    """Sets up, maps and registers a ring on ``fd`` right now (0 = default
+    sizes): before bind(), as setting a ring purges the socket's receive
+    queue.  Raises OSError; the socket then has no ring."""
+    rc = lib.vs_ring_attach(fd, vnet_hdr_len, version, block_size, block_nr, tov_ms)
+    if rc != 0:
+        raise OSError(rc, os.strerror(rc))
+
+
+def ring_state(fd: int) -> tuple[str, int]:
+    """("none" | "wanted" | "ready" | "failed", errno of a failed setup)."""
+    err = ffi.new("int *")
+    st = lib.vs_ring_state(fd, err)
+    names = {lib.VS_RING_NONE: "none", lib.VS_RING_WANTED: "wanted",
+             lib.VS_RING_READY: "ready", lib.VS_RING_FAILED: "failed"}
+    return names.get(st, "none"), int(err[0])
+
+
+def ring_detach(fd: int) -> None:
+    """Unmaps the ring of ``fd`` (no-op without one).  Only once no published
+    config names ``fd``, and right before closing it."""
+    lib.vs_ring_detach(fd)
+
+
+def ring_attached(fd: int) -> bool:
+    return bool(lib.vs_ring_attached(fd))
+
+
+def ring_stats(fd: int) -> dict[str, int] | None:
+    """The ring's counters (see struct vs_ring_stats), None without a ring."""
+    s = ffi.new("struct vs_ring_stats *")
+    if lib.vs_ring_get_stats(fd, s) != 0:
+        return None
+    return {name: int(getattr(s, name)) for name in (
+        "blocks", "frames", "truncated", "vlan_restored",
+        "kernel_packets", "kernel_drops", "kernel_freezes")}

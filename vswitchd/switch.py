@@ -55,7 +55,11 @@ class Port:
             access_vlan=self.cfg.vlan, native_vlan=self.cfg.native_vlan or 0,
             allowed=self.cfg.vlans, up=self.link_up, vnet_hdr_len=self.io.vnet_hdr_len,
             offload_csum=self.io.offload_csum, offload_tso=self.io.offload_tso,
-            mtu=self.io.mtu)
+            mtu=self.io.mtu, allowed_macs=self.cfg.allowed_macs,
+            max_macs=self.cfg.max_macs or 0, dhcp_guard=self.cfg.dhcp_guard,
+            router_guard=self.cfg.router_guard, broadcast_pps=self.cfg.broadcast_pps or 0,
+            multicast_pps=self.cfg.multicast_pps or 0,
+            unknown_unicast_pps=self.cfg.unknown_unicast_pps or 0)
 
 
 @dataclass
@@ -112,6 +116,7 @@ class VSwitch:
     async def start(self) -> None:
         sw = self.config.switch
         self._fast = Switch(self.n_workers, self.cpus, sw.mac_table_size)
+        self._fast.set_busy_poll(sw.busy_poll_us)
         self._fast.start()
         await self._linkmon.start()
         try:
@@ -201,6 +206,7 @@ class VSwitch:
         switch_cfg = type(new.switch)(**{**self.config.switch.__dict__, **kept})
         self.config = Config(switch=switch_cfg, management=new.management,
                              metrics=new.metrics, ports=new.ports)
+        self.fast.set_busy_poll(switch_cfg.busy_poll_us)
         self._publish()
         self.generation += 1
         log.info("config generation %d: +%s -%s ~%s", self.generation,
@@ -288,9 +294,11 @@ class VSwitch:
         if pc.offload != old.offload:
             port.io = port.backend.set_offload(pc.offload.csum, pc.offload.tso)
         port.cfg = pc
-        if (pc.mode, pc.vlan, pc.vlans, pc.native_vlan) != (old.mode, old.vlan, old.vlans,
-                                                              old.native_vlan):
-            # Entries learned under the old VLAN rules may be wrong now.
+        if ((pc.mode, pc.vlan, pc.vlans, pc.native_vlan) != (old.mode, old.vlan, old.vlans,
+                                                               old.native_vlan)
+                or (pc.allowed_macs, pc.max_macs) != (old.allowed_macs, old.max_macs)):
+            # Entries learned under the old VLAN rules may be wrong now, and
+            # max_macs counts only the entries it admitted (csrc/vs_guard.h).
             self._publish()
             self.fast.macs.flush(port=port.id)
 
@@ -485,7 +493,7 @@ class VSwitch:
                 "offload": {"csum": pc.offload.csum, "tso": pc.offload.tso},
                 "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0, "drops": 0,
                 "drops_by_reason": {}})
-        ports.sort(key=lambda p: p["name"])
+        ports.sort(key=lambda p: str(p["name"]))
         return {"switch": {"workers": self.n_workers, "mac_entries": len(self.fast.macs),
                            "mac_table_size": self.fast.macs.capacity,
                            "mac_aging_s": self.config.switch.mac_aging_s,

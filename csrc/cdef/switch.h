@@ -24,6 +24,14 @@ struct vs_port_params {
     int offload_csum;
     int offload_tso;
     uint32_t mtu;
+    uint32_t n_allowed_macs;
+    uint32_t max_macs;
+    int dhcp_guard;
+    int router_guard;
+    uint32_t broadcast_pps;
+    uint32_t multicast_pps;
+    uint32_t unknown_unicast_pps;
+    uint8_t allowed_macs[64][6];
 };
 
 struct vs_worker_stats {
@@ -58,6 +66,7 @@ void vs_switch_free(struct vs_switch *);
 uint32_t vs_switch_n_workers(const struct vs_switch *);
 struct vs_mac_table *vs_switch_mac_table(struct vs_switch *);
 
+void vs_switch_set_busy_poll(struct vs_switch *, uint32_t busy_poll_us);
 int vs_switch_publish(struct vs_switch *, struct vs_config *);
 uint64_t vs_switch_generation(const struct vs_switch *);
 int vs_switch_poll_once(struct vs_switch *, uint32_t now_s);

@@ -152,7 +152,7 @@ def test_unknown_key_is_rejected_with_allowed_keys():
     assert error_of(loads, "[switch]\nbogus = 1") == (
         "switch.bogus: unknown key (allowed: workers, cpus, mac_aging_s, mac_table_size, "
         "rxq_assign, rebalance_interval_s, rebalance_load_threshold, rebalance_improvement, "
-        "rebalance_sample_s)")
+        "rebalance_sample_s, busy_poll_us)")
     assert port_error({"type": "tap", "offload": {"gro": True}}) == (
         "ports.vm1.offload.gro: unknown key (allowed: csum, tso)")
 
@@ -448,3 +448,105 @@ def test_module_exposes_contract_names():
                  "with_port", "without_port", "diff", "Config", "ConfigDiff", "PortConfig",
                  "SwitchConfig", "ManagementConfig", "MetricsConfig", "OffloadConfig"):
         assert hasattr(config, name)
+
+
+# --- Port guards ----------------------------------------------------------------------
+
+GUARDED = {"type": "tap", "allowed_macs": ["02:00:00:00:00:01", "02:00:00:00:00:0A"],
+           "max_macs": 4, "dhcp_guard": True, "router_guard": True, "broadcast_pps": 100,
+           "multicast_pps": 200, "unknown_unicast_pps": 300}
+
+
+def test_guards_default_to_off():
+    port = parse_port("vm1", {"type": "tap"})
+    assert (port.allowed_macs, port.max_macs, port.dhcp_guard, port.router_guard) == (
+        (), None, False, False)
+    assert (port.broadcast_pps, port.multicast_pps, port.unknown_unicast_pps) == (
+        None, None, None)
+    assert not {"allowed_macs", "max_macs", "dhcp_guard", "router_guard", "broadcast_pps",
+                "multicast_pps", "unknown_unicast_pps"} & port.to_dict().keys()
+
+
+def test_guard_keys_are_parsed_and_macs_normalized():
+    port = parse_port("vm1", GUARDED)
+    assert port.allowed_macs == ("02:00:00:00:00:01", "02:00:00:00:00:0a")
+    assert (port.max_macs, port.dhcp_guard, port.router_guard) == (4, True, True)
+    assert (port.broadcast_pps, port.multicast_pps, port.unknown_unicast_pps) == (
+        100, 200, 300)
+    assert parse_port("vm1", port.to_dict()) == port
+
+
+@pytest.mark.parametrize("value, message", [
+    (["zz"], '"zz" is not a MAC address'),
+    (["02:00:00:00:00"], '"02:00:00:00:00" is not a MAC address'),
+    (["02-00-00-00-00-01"], '"02-00-00-00-00-01" is not a MAC address'),
+    ([5], "5 is not a MAC address"),
+    (["01:00:5e:00:00:01"], '"01:00:5e:00:00:01" is a multicast address (sources are unicast)'),
+    (["02:00:00:00:00:01", "02:00:00:00:00:01"],
+     '"02:00:00:00:00:01" is listed twice (each MAC at most once)'),
+    ("02:00:00:00:00:01",
+     '"02:00:00:00:00:01" is not a list of MAC addresses (like ["02:00:00:00:00:01"])'),
+    ([f"02:00:00:00:01:{i:02x}" for i in range(65)],
+     "65 MAC addresses are too many (at most 64)"),
+])
+def test_bad_allowed_macs_are_rejected(value, message):
+    assert port_error({"type": "tap", "allowed_macs": value}) == (
+        f"ports.vm1.allowed_macs: {message}")
+
+
+def test_sixty_four_allowed_macs_are_accepted():
+    macs = [f"02:00:00:00:01:{i:02x}" for i in range(64)]
+    assert len(parse_port("vm1", {"type": "tap", "allowed_macs": macs}).allowed_macs) == 64
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("max_macs", 0, "0 is not in 1-65536"),
+    ("max_macs", 65537, "65537 is not in 1-65536"),
+    ("max_macs", "2", '"2" is not an integer in 1-65536'),
+    ("broadcast_pps", 0, "0 is not in 1-10000000"),
+    ("multicast_pps", 10_000_001, "10000001 is not in 1-10000000"),
+    ("unknown_unicast_pps", True, "true is not an integer in 1-10000000"),
+    ("dhcp_guard", 1, "1 is not a boolean (true or false)"),
+    ("router_guard", "yes", '"yes" is not a boolean (true or false)'),
+])
+def test_bad_guard_values_are_rejected(key, value, message):
+    assert port_error({"type": "tap", key: value}) == f"ports.vm1.{key}: {message}"
+
+
+def test_guard_keys_in_kv_form():
+    port = port_from_kv("vm9", ["type=tap", "allowed_macs=02:00:00:00:00:01, 02:00:00:00:00:02",
+                                "max_macs=8", "dhcp_guard=on", "router_guard=yes",
+                                "broadcast_pps=50", "multicast_pps=60",
+                                "unknown_unicast_pps=70"])
+    assert port.allowed_macs == ("02:00:00:00:00:01", "02:00:00:00:00:02")
+    assert (port.max_macs, port.dhcp_guard, port.router_guard) == (8, True, True)
+    assert (port.broadcast_pps, port.multicast_pps, port.unknown_unicast_pps) == (50, 60, 70)
+
+
+def test_guard_kv_errors_name_the_key():
+    assert error_of(port_from_kv, "vm9", ["type=tap", "allowed_macs=02:00:00:00:00:01,zz"]) == (
+        'ports.vm9.allowed_macs: "zz" is not a MAC address')
+    assert error_of(port_from_kv, "vm9", ["type=tap", "max_macs=0"]) == (
+        "ports.vm9.max_macs: 0 is not in 1-65536")
+    assert error_of(port_from_kv, "vm9", ["type=tap", "broadcast_pps=lots"]) == (
+        'ports.vm9.broadcast_pps: "lots" is not an integer in 1-10000000')
+    assert error_of(port_from_kv, "vm9", ["type=tap", "dhcp_guard=maybe"]) == (
+        'ports.vm9.dhcp_guard: "maybe" is not a boolean (true or false)')
+
+
+def test_port_set_changes_and_clears_guards():
+    port = port_from_kv("vm0", ["type=tap", "allowed_macs=02:00:00:00:00:01", "max_macs=2",
+                                "broadcast_pps=10"])
+    changed = port_update(port, ["allowed_macs=02:00:00:00:00:01,02:00:00:00:00:02",
+                                 "max_macs=3"])
+    assert changed.allowed_macs == ("02:00:00:00:00:01", "02:00:00:00:00:02")
+    assert (changed.max_macs, changed.broadcast_pps) == (3, 10)
+    cleared = port_update(changed, ["allowed_macs=", "max_macs=", "broadcast_pps="])
+    assert (cleared.allowed_macs, cleared.max_macs, cleared.broadcast_pps) == ((), None, None)
+
+
+def test_guard_change_is_an_in_place_port_change():
+    old = loads(BASE)
+    new = with_port(old, dataclasses.replace(old.ports["vm0"], dhcp_guard=True))
+    result = diff(old, new)
+    assert result.changed == ("vm0",) and result.recreate == ()
