@@ -8,5 +8,6 @@
 #include "vs_gso.h"
 #include "vs_mac_table.h"
 #include "vs_switch.h"
+#include "vs_ring.h"
 
 #endif /* vs_api.h */

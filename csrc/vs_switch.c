@@ -243,6 +243,15 @@ vs_switch_mac_table(struct vs_switch *sw)
     return sw->macs;
 }
 
+/* Makes workers keep polling for 'busy_poll_us' microseconds after the
+ * last frame they read before they sleep: lower latency and bigger batches
+ * under load, for CPU spent spinning.  0 = sleep as soon as idle. */
+void
+vs_switch_set_busy_poll(struct vs_switch *sw, uint32_t busy_poll_us)
+{
+    atomic_store(&sw->busy_poll_ns, (uint64_t) busy_poll_us * 1000u);
+}
+
 uint64_t
 vs_switch_generation(const struct vs_switch *sw)
 {

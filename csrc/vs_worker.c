@@ -29,6 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/if_packet.h>
+
+#include "vs_ring.h"
+#include "vs_guard.h"
 #include "vs_worker.h"
 
 #define VS_IDLE_WAIT_MS 100
@@ -67,8 +71,9 @@ vs_ctx_init(struct vs_ctx *ctx, struct vs_switch *sw, uint32_t index, int cpu)
     ctx->seg_buf = malloc(VS_FRAME_MAX);
     ctx->counters = calloc(VS_MAX_PORTS, sizeof *ctx->counters);
     ctx->rxq_stats = calloc(VS_MAX_PORTS, sizeof *ctx->rxq_stats);
+    ctx->guard = vs_guard_new();
     if (ctx->wake_fd < 0 || !ctx->rx_bufs || !ctx->rx_hdrs || !ctx->stage_buf
-        || !ctx->seg_buf || !ctx->counters || !ctx->rxq_stats) {
+        || !ctx->seg_buf || !ctx->counters || !ctx->rxq_stats || !ctx->guard) {
         int error = ctx->wake_fd < 0 ? errno : ENOMEM;
         vs_ctx_destroy(ctx);
         return error;
@@ -92,6 +97,7 @@ vs_ctx_destroy(struct vs_ctx *ctx)
     free(ctx->seg_buf);
     free(ctx->counters);
     free(ctx->rxq_stats);
+    vs_guard_free(ctx->guard);
     memset(ctx, 0, sizeof *ctx);
     ctx->epfd = ctx->wake_fd = -1;
 }
@@ -150,21 +156,54 @@ read_burst_fd(struct vs_ctx *ctx, int fd, uint32_t hl)
     return n;
 }
 
-/* Reads up to a burst from datagram socket 'fd' with one recvmmsg(). */
+/* Puts back the 802.1Q tag 'tci' (TPID 'tpid') that the kernel's receive
+ * path moved into skb metadata, using the VS_VLAN_HLEN bytes of headroom
+ * in front of 'pkt', and moves its virtio-net header offsets with it. */
+static void
+restore_tag(struct vs_pkt *pkt, uint16_t tci, uint16_t tpid)
+{
+    if (pkt->len < 2 * VS_ETH_ALEN) {
+        return;
+    }
+    uint8_t *d = pkt->data - VS_VLAN_HLEN;
+    memmove(d, pkt->data, 2 * VS_ETH_ALEN);
+    vs_put_be16(d + 12, tpid ? tpid : VS_ETH_TYPE_VLAN);
+    vs_put_be16(d + 14, tci);
+    pkt->data = d;
+    pkt->len += VS_VLAN_HLEN;
+    if (pkt->vh.flags & VS_VNET_F_NEEDS_CSUM) {
+        pkt->vh.csum_start = (uint16_t) (pkt->vh.csum_start + VS_VLAN_HLEN);
+    }
+    if (vs_vnet_hdr_is_gso(&pkt->vh) && pkt->vh.hdr_len) {
+        pkt->vh.hdr_len = (uint16_t) (pkt->vh.hdr_len + VS_VLAN_HLEN);
+    }
+}
+
+/* Reads up to a burst from datagram socket 'fd' with one recvmmsg().
+ * Frames land VS_VLAN_HLEN bytes into their buffers: room to put back the
+ * VLAN tag that PACKET_AUXDATA reports (netdev sockets ask for it; the
+ * kernel strips the tag before packet sockets see the frame). */
 static uint32_t
-read_burst_packet(struct vs_ctx *ctx, int fd, uint32_t hl)
+read_burst_mmsg(struct vs_ctx *ctx, int fd, uint32_t hl)
 {
     struct mmsghdr msgs[VS_BURST];
     struct iovec iovs[VS_BURST][2];
+    union {
+        struct cmsghdr align;
+        uint8_t buf[CMSG_SPACE(sizeof(struct tpacket_auxdata))];
+    } ctl[VS_BURST];
 
     for (uint32_t i = 0; i < VS_BURST; i++) {
         iovs[i][0].iov_base = ctx->rx_hdrs[i];
         iovs[i][0].iov_len = hl;
-        iovs[i][1].iov_base = ctx->rx_bufs + (size_t) i * VS_FRAME_MAX;
-        iovs[i][1].iov_len = VS_FRAME_MAX;
+        iovs[i][1].iov_base = ctx->rx_bufs + (size_t) i * VS_FRAME_MAX
+                              + VS_VLAN_HLEN;
+        iovs[i][1].iov_len = VS_FRAME_MAX - VS_VLAN_HLEN;
         memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
         msgs[i].msg_hdr.msg_iov = hl ? iovs[i] : iovs[i] + 1;
         msgs[i].msg_hdr.msg_iovlen = hl ? 2 : 1;
+        msgs[i].msg_hdr.msg_control = ctl[i].buf;
+        msgs[i].msg_hdr.msg_controllen = sizeof ctl[i].buf;
     }
     int r;
     do {
@@ -179,8 +218,94 @@ read_burst_packet(struct vs_ctx *ctx, int fd, uint32_t hl)
             got = 0;    /* larger than any frame we forward: a runt by length */
         }
         fill_pkt(ctx, (uint32_t) i, hl, got);
+        struct vs_pkt *pkt = &ctx->pkts[i];
+        pkt->data += VS_VLAN_HLEN;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c;
+             c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+            if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA
+                && c->cmsg_len >= CMSG_LEN(sizeof(struct tpacket_auxdata))) {
+                struct tpacket_auxdata aux;
+                memcpy(&aux, CMSG_DATA(c), sizeof aux);
+                if (aux.tp_status & TP_STATUS_VLAN_VALID) {
+                    restore_tag(pkt, aux.tp_vlan_tci,
+                                aux.tp_status & TP_STATUS_VLAN_TPID_VALID
+                                ? aux.tp_vlan_tpid : 0);
+                }
+            }
+        }
     }
     return (uint32_t) r;
+}
+
+/* Reads up to a burst from the TPACKET_V3 ring of rx queue 'rxq': no
+ * syscall.  Small frames are copied out and their blocks handed back at
+ * once; large ones (GSO super-frames) are forwarded from the ring
+ * (ctx->pkts point into it) and their blocks handed back by the next read
+ * of this ring, once the burst has been sent.  A frame the
+ * kernel had to clamp (tp_snaplen < tp_len: the block could not hold it)
+ * is counted as received and dropped as oversize, never forwarded. */
+static uint32_t
+read_burst_ring(struct vs_ctx *ctx, struct vs_ring *ring,
+                const struct vs_rxq_ref *rxq, uint32_t hl)
+{
+    struct vs_ring_frame fr[VS_BURST];
+    uint32_t released;
+    int got = vs_ring_read(ring, fr, VS_BURST, &released);
+    if (got < 0) {
+        return 0;   /* another worker has it for a moment: it reads */
+    }
+    if (got == 0 && !released) {
+        /* Woken with nothing in the ring: a frame queued before the ring
+         * existed, or a socket error (ENETDOWN) that level-triggered epoll
+         * would report forever until read.  recvmmsg() takes both. */
+        return read_burst_mmsg(ctx, rxq->fd, hl);
+    }
+
+    uint32_t n = 0;
+    int in_place = 0;
+    for (int i = 0; i < got; i++) {
+        struct vs_ring_frame *f = &fr[i];
+        if (f->len < f->wire_len) {
+            uint32_t id = rxq->port->p.id;
+            vs_count(ctx, id, VS_C_RX_PACKETS, 1);
+            vs_count(ctx, id, VS_C_RX_BYTES, f->wire_len);
+            vs_count(ctx, id, VS_C_DROP_OVERSIZE, 1);
+            continue;
+        }
+        struct vs_pkt *pkt = &ctx->pkts[n];
+        if (f->len <= VS_RING_COPY_MAX) {
+            /* Small: copy it, so its block can go back right away. */
+            pkt->data = ctx->rx_bufs + (size_t) n * VS_FRAME_MAX;
+            memcpy(pkt->data, f->data, f->len);
+        } else {
+            pkt->data = f->data;
+            in_place = 1;
+        }
+        pkt->len = f->len;
+        if (hl && f->vnet) {
+            parse_vnet_hdr(f->vnet, hl, &pkt->vh);
+        } else {
+            memset(&pkt->vh, 0, sizeof pkt->vh);
+        }
+        n++;
+    }
+    if (!in_place) {
+        /* Nothing of this burst points into the ring: return its blocks
+         * now rather than at the next poll (which would cost a wakeup). */
+        vs_ring_release(ring);
+    }
+    return n;
+}
+
+/* Reads up to a burst from packet-socket rx queue 'rxq': from its rx ring
+ * when it has one, else with recvmmsg(). */
+static uint32_t
+read_burst_packet(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq,
+                  uint32_t hl)
+{
+    struct vs_ring *ring = vs_ring_get(rxq->fd);
+    return ring ? read_burst_ring(ctx, ring, rxq, hl)
+                : read_burst_mmsg(ctx, rxq->fd, hl);
 }
 
 /* Reads one burst from rx queue 'rxq' and forwards it under 'cfg' with
@@ -193,7 +318,7 @@ vs_ctx_poll_rxq(struct vs_ctx *ctx, const struct vs_config *cfg,
     uint32_t hl = port->p.vnet_hdr_len;
     uint64_t t0 = now_ns();
     uint32_t n = port->p.kind == VS_PORT_PACKET
-                 ? read_burst_packet(ctx, rxq->fd, hl)
+                 ? read_burst_packet(ctx, rxq, hl)
                  : read_burst_fd(ctx, rxq->fd, hl);
     if (n) {
         vs_stat_add(&ctx->stats.polls, 1);
@@ -201,6 +326,11 @@ vs_ctx_poll_rxq(struct vs_ctx *ctx, const struct vs_config *cfg,
         if (n == VS_BURST) {
             vs_stat_add(&ctx->stats.batches_full, 1);
         }
+        /* Workers rate-limit on CLOCK_MONOTONIC; the control thread's
+         * context (vs_switch_poll_once()) on the caller's clock, which
+         * tests move by hand. */
+        ctx->now_ns = ctx->index < ctx->sw->n_workers
+                      ? t0 : (uint64_t) now_s * 1000000000u;
         vs_forward_burst(ctx, cfg, port, n, now_s);
         struct vs_rxq_stats *qs = &ctx->rxq_stats[port->p.id][rxq->queue];
         vs_stat_add(&qs->busy_ns, now_ns() - t0);
@@ -268,9 +398,22 @@ vs_worker_main(void *arg)
             rebuild_epoll(ctx, cfg);
         }
 
+        uint64_t t_poll = now_ns();
         int n = epoll_wait(ctx->epfd, evs, 64, 0);
         if (n <= 0) {
-            uint64_t t0 = now_ns();
+            /* Busy-poll window: for a while after the last frame, poll
+             * again instead of sleeping.  A sleeping worker is woken by the
+             * sender's syscall and may wait for a scheduler tick to run
+             * (4 ms at HZ=250), while frames pile up in the TAP's queue. */
+            uint64_t spin_ns = atomic_load_explicit(&sw->busy_poll_ns,
+                                                    memory_order_relaxed);
+            uint64_t t1 = now_ns();
+            if (spin_ns && t1 - ctx->last_rx_ns < spin_ns) {
+                vs_stat_add(&ctx->stats.idle_ns, t1 - t_poll);
+                atomic_fetch_add(&ctx->quiescent, 1);
+                continue;
+            }
+            uint64_t t0 = t1;
             atomic_store(&ctx->online, 0);
             n = epoll_wait(ctx->epfd, evs, 64, VS_IDLE_WAIT_MS);
             atomic_store(&ctx->online, 1);
@@ -285,6 +428,7 @@ vs_worker_main(void *arg)
 
         uint64_t t0 = now_ns();
         uint32_t now = now_s();
+        int frames = 0;
         for (int i = 0; i < n; i++) {
             struct vs_rxq_ref *rxq = evs[i].data.ptr;
             if (!rxq) {
@@ -293,8 +437,9 @@ vs_worker_main(void *arg)
                 (void) r;
                 continue;
             }
-            if (vs_ctx_poll_rxq(ctx, cfg, rxq, now) == 0
-                && evs[i].events & (EPOLLERR | EPOLLHUP)) {
+            int got = vs_ctx_poll_rxq(ctx, cfg, rxq, now);
+            frames += got;
+            if (got == 0 && evs[i].events & (EPOLLERR | EPOLLHUP)) {
                 /* A queue in error with nothing to read: a TAP whose device
                  * vanished (with its namespace), a socket whose interface
                  * went down.  Level-triggered epoll would report it forever:
@@ -303,7 +448,11 @@ vs_worker_main(void *arg)
                 epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, rxq->fd, NULL);
             }
         }
-        vs_stat_add(&ctx->stats.busy_ns, now_ns() - t0);
+        uint64_t t_end = now_ns();
+        vs_stat_add(&ctx->stats.busy_ns, t_end - t0);
+        if (frames) {
+            ctx->last_rx_ns = t_end;
+        }
 
         /* Quiescent point: nothing of 'cfg' is held past this line. */
         atomic_fetch_add(&ctx->quiescent, 1);

@@ -28,6 +28,8 @@ struct vs_port {
     uint64_t members[64];       /* bit v set = the port carries VLAN v */
 };
 
+struct vs_guard;
+
 struct vs_rxq_ref {
     struct vs_port *port;
     uint32_t queue;
@@ -75,6 +77,7 @@ struct vs_ctx {
     int epfd;
     int wake_fd;                /* eventfd: the publisher kicks us */
     uint64_t epoll_generation;  /* config the epoll set was built from */
+    uint64_t last_rx_ns;        /* when this worker last read a frame */
 
     /* RCU state, read by the publisher. */
     _Atomic int online;         /* 0 = blocked, holding no config refs */
@@ -97,6 +100,11 @@ struct vs_ctx {
      * the control plane rebalances queues by. */
     struct vs_rxq_stats (*rxq_stats)[VS_MAX_QUEUES];
     struct vs_worker_stats stats;
+
+    /* Guard state per port (vs_guard.h), and the time of the burst being
+     * forwarded, for storm control: set once per burst. */
+    struct vs_guard *guard;
+    uint64_t now_ns;
 };
 
 struct vs_switch {
@@ -105,6 +113,7 @@ struct vs_switch {
     struct vs_mac_table *macs;
     uint32_t n_workers;
     _Atomic int stopping;
+    _Atomic uint64_t busy_poll_ns;  /* keep polling this long after a frame */
     int started;
     struct vs_ctx *ctxs;        /* n_workers + 1; the last is the control thread's */
 };
