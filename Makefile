@@ -20,7 +20,7 @@ APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/cdef/*.h) csrc/build_fastpath.py
 FASTPATH := vswitchd/_fastpath.cpython-311-x86_64-linux-gnu.so
 
-.PHONY: help deps venv build run test test-unit test-e2e lint asan bench soak install clean
+.PHONY: help deps venv build run test test-unit test-e2e lint asan fuzz bench soak install clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ asan: venv  ## unit tests against a fast path built with AddressSanitizer + UBSa
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
 	  UBSAN_OPTIONS=halt_on_error=1 $(PY) -m pytest -q tests/unit $(PYTEST_ARGS); \
 	  rc=$$?; rm -f $(FASTPATH); $(MAKE) build; exit $$rc
+
+fuzz: deps  ## libFuzzer on the frame path and the GSO code, 10 min each (tests/fuzz)
+	tests/fuzz/run.sh all $${FUZZ_S:-600}
 
 soak: deps build  ## a long soak: traffic while ports churn, then check for leaks (SOAK_S=600)
 	VS_SOAK_S=$${SOAK_S:-600} $(PY) -m pytest -q -s tests/e2e/test_soak.py

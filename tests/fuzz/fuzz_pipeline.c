@@ -1,0 +1,420 @@
+/*
+ * fuzz_pipeline.c: libFuzzer target for the whole frame path, from a read on
+ * an rx queue to the bytes written on every egress port.
+ *
+ * The switch is the real one (csrc/vs_*.c linked as they are), with no
+ * worker threads: vs_switch_poll_once() runs the pipeline in this thread.
+ * Its ports are AF_UNIX SOCK_DGRAM socketpairs; the switch owns one end,
+ * this harness writes frames into and drains frames out of the other.
+ *
+ * Ports (a mix of every kind, mode, header size and offload):
+ *
+ *   idx  id    mode                   kind    vnet  csum tso  mtu
+ *   0    0     access 10              PACKET  12    on   on   -
+ *   1    3     access 20              FD      10    off  off  -
+ *   2    17    trunk 1-100, native 10 PACKET  0     off  off  -
+ *   3    200   trunk 1-100, no native FD      10    off  off  1000
+ *   4    1023  access 10              FD      10    on   off  576
+ *
+ * Input: a sequence of records
+ *
+ *   [selector: 1 byte][length: 2 bytes, big-endian][length bytes]
+ *
+ * The bytes are what the peer writes into the port: the virtio-net header
+ * (when the port has one, host order as the kernel writes it) then the
+ * frame.  A length of 0xffff, or one longer than what is left, takes the
+ * rest of the input, so the last record can exceed 64 KiB (and
+ * VS_FRAME_MAX).  The selector says what happens around the write:
+ *
+ *   bits 0-2  port index (mod 5)
+ *   bit  3    poll the switch and check what came out after this write
+ *             (the last record always does)
+ *   bits 4-5  advance the fake clock by 0, 1, 60 or 400 s before polling
+ *   bit  6    vs_mac_age(now, 300 s) after polling
+ *   bit  7    vs_mac_flush() of the port's entries after polling
+ *
+ * Oracle, after every poll (a broken one is __builtin_trap()):
+ *   - every counter of every port is monotonic;
+ *   - what the switch says it sent is what arrived: per port, the tx_packets
+ *     delta equals the frames drained from its peer and tx_bytes the sum of
+ *     their Ethernet lengths (no vnet header);
+ *   - every drained frame holds the port's vnet header plus at least an
+ *     Ethernet header, and that vnet header is one the kernel would accept
+ *     (vs_vnet_hdr_check() passes) and uses no offload the port lacks;
+ *   - frames out of an access port are untagged, out of the trunk without
+ *     native VLAN tagged with an allowed VID, out of the native trunk
+ *     untagged or tagged with an allowed VID other than 10 (frames that were
+ *     double tagged on ingress are exempt from these three: stripping one
+ *     tag legitimately exposes the inner one);
+ *   - a port's L3 bytes never exceed its MTU;
+ *   - when only one port received during a poll, nothing came out of it.
+ *
+ * Known bugs: VS_FUZZ_IGNORE=name,name... (read once at start) turns off
+ * the oracle checks named, so a long run can look past a bug already
+ * reported: "mtu" (the MTU check), "vnet" (the re-check of egress vnet
+ * headers), "tags" (the tagging checks).  Tests never set it.
+ *
+ * State: the switch lives across inputs (creating one allocates ~2 MiB of
+ * buffers per context), but each input starts with an empty MAC table, a
+ * reset clock and empty sockets, so inputs replay deterministically.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "vs_counters.h"
+#include "vs_frame.h"
+#include "vs_gso.h"
+#include "vs_mac_table.h"
+#include "vs_switch.h"
+
+#define N_PORTS 5
+#define PEER_BUF (VS_FRAME_MAX + 4096)
+#define SOCK_BUF (32 * 1024 * 1024)
+#define START_S 1000u
+
+struct fuzz_port {
+    struct vs_port_params p;
+    int sw_fd;          /* the switch's end */
+    int peer_fd;        /* ours */
+};
+
+static struct vs_switch *sw;
+static struct fuzz_port ports[N_PORTS];
+static uint8_t peer_buf[PEER_BUF];
+static uint64_t last[N_PORTS][VS_N_COUNTERS];
+static int ignore_mtu, ignore_vnet, ignore_tags;
+
+#define CHECK(cond, ...)                                                     \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "fuzz_pipeline: invariant broken: %s: ", #cond); \
+            fprintf(stderr, __VA_ARGS__);                                    \
+            fprintf(stderr, "\n");                                           \
+            __builtin_trap();                                                \
+        }                                                                    \
+    } while (0)
+
+static void
+die(const char *what)
+{
+    perror(what);
+    abort();
+}
+
+static void
+set_bufs(int fd)
+{
+    int sz = SOCK_BUF;
+
+    /* FORCE ignores wmem_max/rmem_max but needs CAP_NET_ADMIN. */
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof sz)) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof sz)) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    }
+}
+
+static void
+allow_range(struct vs_port_params *p, unsigned lo, unsigned hi)
+{
+    for (unsigned v = lo; v <= hi; v++) {
+        p->allowed[v >> 6] |= UINT64_C(1) << (v & 63);
+    }
+}
+
+static void
+add_port(struct vs_config *cfg, int idx, uint32_t id, int kind, int mode,
+         uint16_t vlan, uint32_t vnet, int csum, int tso, uint32_t mtu)
+{
+    struct fuzz_port *fp = &ports[idx];
+    int sv[2];
+
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv)) {
+        die("socketpair");
+    }
+    set_bufs(sv[0]);
+    set_bufs(sv[1]);
+    fp->sw_fd = sv[0];
+    fp->peer_fd = sv[1];
+
+    memset(&fp->p, 0, sizeof fp->p);
+    fp->p.id = id;
+    fp->p.kind = kind;
+    fp->p.mode = mode;
+    if (mode == VS_MODE_ACCESS) {
+        fp->p.access_vlan = vlan;
+    } else {
+        fp->p.native_vlan = vlan;
+        allow_range(&fp->p, 1, 100);
+    }
+    fp->p.up = 1;
+    fp->p.n_queues = 1;
+    fp->p.fds[0] = fp->sw_fd;
+    fp->p.vnet_hdr_len = vnet;
+    fp->p.offload_csum = csum;
+    fp->p.offload_tso = tso;
+    fp->p.mtu = mtu;
+    if (vs_config_add_port(cfg, &fp->p)) {
+        die("vs_config_add_port");
+    }
+}
+
+static void
+setup(void)
+{
+    struct vs_config *cfg;
+
+    sw = vs_switch_new(0, NULL, 64);
+    cfg = vs_config_new();
+    if (!sw || !cfg) {
+        die("vs_switch_new");
+    }
+    add_port(cfg, 0, 0, VS_PORT_PACKET, VS_MODE_ACCESS, 10, 12, 1, 1, 0);
+    add_port(cfg, 1, 3, VS_PORT_FD, VS_MODE_ACCESS, 20, 10, 0, 0, 0);
+    add_port(cfg, 2, 17, VS_PORT_PACKET, VS_MODE_TRUNK, 10, 0, 0, 0, 0);
+    add_port(cfg, 3, 200, VS_PORT_FD, VS_MODE_TRUNK, 0, 10, 0, 0, 1000);
+    add_port(cfg, 4, 1023, VS_PORT_FD, VS_MODE_ACCESS, 10, 10, 1, 0, 576);
+    if (vs_switch_publish(sw, cfg)) {
+        die("vs_switch_publish");
+    }
+    for (int i = 0; i < N_PORTS; i++) {
+        vs_switch_port_counters(sw, ports[i].p.id, last[i]);
+    }
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void) argc;
+    (void) argv;
+    const char *ign = getenv("VS_FUZZ_IGNORE");
+    if (ign) {
+        ignore_mtu = strstr(ign, "mtu") != NULL;
+        ignore_vnet = strstr(ign, "vnet") != NULL;
+        ignore_tags = strstr(ign, "tags") != NULL;
+        fprintf(stderr, "fuzz_pipeline: ignoring %s\n", ign);
+    }
+    setup();
+    return 0;
+}
+
+static void
+parse_vnet_hdr(const uint8_t *b, struct vs_vnet_hdr *vh)
+{
+    memset(vh, 0, sizeof *vh);
+    vh->flags = b[0];
+    vh->gso_type = b[1];
+    memcpy(&vh->hdr_len, b + 2, 2);
+    memcpy(&vh->gso_size, b + 4, 2);
+    memcpy(&vh->csum_start, b + 6, 2);
+    memcpy(&vh->csum_offset, b + 8, 2);
+}
+
+static int
+vid_allowed(const struct vs_port_params *p, uint16_t vid)
+{
+    return vid >= 1 && vid <= VS_VID_MAX
+           && ((p->allowed[vid >> 6] >> (vid & 63)) & 1);
+}
+
+/* Checks one frame ('n' bytes, vnet header first) drained from port 'idx';
+ * 'exempt_tags': a double-tagged frame went in during this round.  Returns
+ * the frame's Ethernet length. */
+static uint32_t
+check_out_frame(int idx, const uint8_t *b, size_t n, int exempt_tags)
+{
+    const struct fuzz_port *fp = &ports[idx];
+    uint32_t hl = fp->p.vnet_hdr_len;
+
+    CHECK(n >= hl + VS_ETH_HLEN, "port %u: %zu-byte frame out", fp->p.id, n);
+    const uint8_t *eth = b + hl;
+    uint32_t len = (uint32_t) (n - hl);
+    int tagged = vs_get_be16(eth + 12) == VS_ETH_TYPE_VLAN;
+
+    if (hl) {
+        struct vs_vnet_hdr vh;
+
+        parse_vnet_hdr(b, &vh);
+        if (hl == VS_VNET_HDR_MRG_LEN) {
+            CHECK(b[10] == 0 && b[11] == 0, "port %u: num_buffers set",
+                  fp->p.id);
+        }
+        int r = vs_vnet_hdr_check(&vh, eth, len);
+        CHECK(r == 0 || ignore_vnet, "port %u: switch wrote a vnet header the kernel would "
+              "refuse (reason %d): flags %#x gso %#x hdr_len %u gso_size %u "
+              "csum_start %u csum_offset %u, frame %u bytes", fp->p.id, r,
+              vh.flags, vh.gso_type, vh.hdr_len, vh.gso_size, vh.csum_start,
+              vh.csum_offset, len);
+        CHECK(fp->p.offload_csum || !(vh.flags & VS_VNET_F_NEEDS_CSUM),
+              "port %u: partial checksum to a port without csum offload",
+              fp->p.id);
+        CHECK(fp->p.offload_tso || !vs_vnet_hdr_is_gso(&vh),
+              "port %u: GSO frame to a port without TSO", fp->p.id);
+    }
+
+    if (!exempt_tags && !ignore_tags) {
+        CHECK(!tagged || len >= VS_ETH_VLAN_HLEN, "port %u: truncated tag",
+              fp->p.id);
+        uint16_t vid = tagged ? (vs_get_be16(eth + 14) & 0xfff) : 0;
+
+        if (fp->p.mode == VS_MODE_ACCESS) {
+            CHECK(!tagged, "access port %u sent a tagged frame (VID %u)",
+                  fp->p.id, vid);
+        } else if (!fp->p.native_vlan) {
+            CHECK(tagged && vid_allowed(&fp->p, vid),
+                  "trunk %u without native VLAN sent %s frame (VID %u)",
+                  fp->p.id, tagged ? "a tagged" : "an untagged", vid);
+        } else if (tagged) {
+            CHECK(vid_allowed(&fp->p, vid) && vid != fp->p.native_vlan,
+                  "trunk %u sent a frame tagged with VID %u", fp->p.id, vid);
+        }
+    }
+    if (fp->p.mtu && !ignore_mtu) {
+        /* L3 bytes: after the Ethernet header and the tag the switch added
+         * (a tag of the frame's own, exposed by stripping, counts as L3). */
+        uint32_t l2 = VS_ETH_HLEN;
+        if (tagged && fp->p.mode == VS_MODE_TRUNK) {
+            l2 = VS_ETH_VLAN_HLEN;
+        }
+        CHECK(len - l2 <= fp->p.mtu, "port %u (mtu %u) sent %u L3 bytes",
+              fp->p.id, fp->p.mtu, len - l2);
+    }
+    return len;
+}
+
+/* Drains every peer socket, checks each frame and the counters. */
+static void
+drain_and_check(int exempt_tags)
+{
+    uint64_t now_c[N_PORTS][VS_N_COUNTERS];
+    uint64_t got_pkts[N_PORTS] = { 0 }, got_bytes[N_PORTS] = { 0 };
+    int receivers = 0, receiver = -1;
+
+    for (int i = 0; i < N_PORTS; i++) {
+        for (;;) {
+            ssize_t n = recv(ports[i].peer_fd, peer_buf, sizeof peer_buf,
+                             MSG_DONTWAIT | MSG_TRUNC);
+            if (n < 0) {
+                CHECK(errno == EAGAIN || errno == EWOULDBLOCK, "recv: %s",
+                      strerror(errno));
+                break;
+            }
+            CHECK((size_t) n <= sizeof peer_buf,
+                  "port %u sent a %zd-byte datagram", ports[i].p.id, n);
+            got_bytes[i] += check_out_frame(i, peer_buf, (size_t) n,
+                                            exempt_tags);
+            got_pkts[i]++;
+        }
+    }
+
+    for (int i = 0; i < N_PORTS; i++) {
+        vs_switch_port_counters(sw, ports[i].p.id, now_c[i]);
+        for (int c = 0; c < VS_N_COUNTERS; c++) {
+            CHECK(now_c[i][c] >= last[i][c], "port %u: counter %s went "
+                  "back from %llu to %llu", ports[i].p.id, vs_counter_name(c),
+                  (unsigned long long) last[i][c],
+                  (unsigned long long) now_c[i][c]);
+        }
+        uint64_t tx = now_c[i][VS_C_TX_PACKETS] - last[i][VS_C_TX_PACKETS];
+        uint64_t txb = now_c[i][VS_C_TX_BYTES] - last[i][VS_C_TX_BYTES];
+        CHECK(tx == got_pkts[i], "port %u: tx_packets +%llu but %llu frames "
+              "arrived", ports[i].p.id, (unsigned long long) tx,
+              (unsigned long long) got_pkts[i]);
+        CHECK(txb == got_bytes[i], "port %u: tx_bytes +%llu but %llu bytes "
+              "arrived", ports[i].p.id, (unsigned long long) txb,
+              (unsigned long long) got_bytes[i]);
+        if (now_c[i][VS_C_RX_PACKETS] != last[i][VS_C_RX_PACKETS]) {
+            receivers++;
+            receiver = i;
+        }
+    }
+    if (receivers == 1) {
+        CHECK(got_pkts[receiver] == 0, "port %u: %llu frames went back out "
+              "of the only port that received", ports[receiver].p.id,
+              (unsigned long long) got_pkts[receiver]);
+    }
+    memcpy(last, now_c, sizeof last);
+}
+
+/* Polls until every rx queue is empty, checking after each poll. */
+static void
+poll_all(uint32_t now, int exempt_tags)
+{
+    int guard = 0;
+
+    while (vs_switch_poll_once(sw, now) > 0) {
+        drain_and_check(exempt_tags);
+        CHECK(++guard < 100000, "poll never drains");
+    }
+    drain_and_check(exempt_tags);
+}
+
+static int
+is_double_tagged(const uint8_t *frame, size_t len)
+{
+    if (len < VS_ETH_VLAN_HLEN) {
+        return 0;
+    }
+    uint16_t t1 = vs_get_be16(frame + 12);
+    uint16_t t2 = vs_get_be16(frame + 16);
+    return (t1 == VS_ETH_TYPE_VLAN || t1 == VS_ETH_TYPE_QINQ)
+           && (t2 == VS_ETH_TYPE_VLAN || t2 == VS_ETH_TYPE_QINQ);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const uint32_t advance[4] = { 0, 1, 60, 400 };
+    struct vs_mac_table *macs = vs_switch_mac_table(sw);
+    uint32_t now = START_S;
+    int exempt = 0;
+    size_t off = 0;
+
+    vs_mac_flush(macs, -1, -1);
+    while (off + 3 <= size) {
+        uint8_t sel = data[off];
+        size_t len = vs_get_be16(data + off + 1);
+        off += 3;
+        if (len == 0xffff || len > size - off) {
+            len = size - off;
+        }
+        const uint8_t *rec = data + off;
+        off += len;
+
+        struct fuzz_port *fp = &ports[(sel & 7) % N_PORTS];
+        uint32_t hl = fp->p.vnet_hdr_len;
+        if (len >= hl && is_double_tagged(rec + hl, len - hl)) {
+            exempt = 1;
+        }
+        if (send(fp->peer_fd, rec, len, MSG_DONTWAIT) < 0) {
+            /* Queue full (or too big for the socket): make room, retry. */
+            poll_all(now, exempt);
+            exempt = 0;
+            if (send(fp->peer_fd, rec, len, MSG_DONTWAIT) < 0) {
+                continue;
+            }
+        }
+
+        if ((sel & 0x08) || off + 3 > size) {
+            now += advance[(sel >> 4) & 3];
+            poll_all(now, exempt);
+            exempt = 0;
+            if (sel & 0x40) {
+                vs_mac_age(macs, now, 300);
+            }
+            if (sel & 0x80) {
+                vs_mac_flush(macs, -1, fp->p.id);
+            }
+        }
+    }
+    poll_all(now, exempt);
+    CHECK(vs_mac_table_check(macs) == 0, "MAC table invariants");
+    return 0;
+}
