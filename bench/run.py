@@ -1,0 +1,365 @@
+"""vswitchd benchmark: vswitchd vs Open vSwitch (userspace) vs the Linux bridge.
+
+    python bench/run.py [--quick] [--only NAME,...] [--runs N] [--json FILE]
+
+Every configuration (see scenarios.CONFIGS, `--list`) is set up from scratch,
+measured and torn down; with `--runs N` the configurations are interleaved
+(run 1 of every row, then run 2, ...) so slow drift on the host hits every row
+alike, and the table shows the median of each metric.  Per configuration:
+ping RTT, iperf3 TCP with 1 and 4 streams (A -> B), and 64-byte frames from
+trafgen (forwarded kpps and switch CPU us per frame); 4-namespace rows run
+two single-stream iperf3 pairs at once (A -> B and C -> D) instead.
+
+Needs root, iperf3, ping, trafgen (netsniff-ng) and, for the ovs-* rows,
+openvswitch-switch; missing Debian packages are installed with apt-get
+(without starting any service).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ovs
+import scenarios
+import traffic
+import vswitchd_runner
+from proc import BenchError, run
+from scenarios import BY_NAME, CONFIGS, Config
+
+TOOLS = {"iperf3": "iperf3", "trafgen": "netsniff-ng", "ping": "iputils-ping",
+         "ss": "iproute2"}
+POLICY_RC = Path("/usr/sbin/policy-rc.d")
+
+
+@dataclass
+class Sample:
+    """One measurement of one configuration (one run)."""
+
+    config: str
+    run: int
+    ping: dict[str, Any] = field(default_factory=dict)
+    tcp1: dict[str, Any] = field(default_factory=dict)
+    tcp4: dict[str, Any] = field(default_factory=dict)
+    pairs: dict[str, Any] = field(default_factory=dict)
+    blast64: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    switch_log_tail: str = ""
+    seconds: float = 0.0
+    steal_pct: float | None = None     # hypervisor steal during this sample
+
+
+# Tools.
+
+
+def ensure_tools(need_ovs: bool) -> list[str]:
+    """apt-get install what is missing; returns the names still missing."""
+    pkgs = sorted({pkg for tool, pkg in TOOLS.items() if not shutil.which(tool)})
+    if need_ovs and not ovs.available():
+        pkgs.append("openvswitch-switch")
+    if pkgs:
+        print(f"bench: installing {' '.join(pkgs)}", flush=True)
+        # Never let the package start the system's Open vSwitch service.
+        made_policy = not POLICY_RC.exists()
+        if made_policy:
+            POLICY_RC.write_text("#!/bin/sh\nexit 101\n")
+            POLICY_RC.chmod(0o755)
+        try:
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            if run(["apt-get", "install", "-y", "-qq", *pkgs], 600, check=False,
+                   env=env).returncode != 0:
+                run(["apt-get", "update", "-qq"], 600, check=False, env=env)
+                run(["apt-get", "install", "-y", "-qq", *pkgs], 600, check=False, env=env)
+        finally:
+            if made_policy:
+                POLICY_RC.unlink()
+    missing = [t for t in TOOLS if not shutil.which(t)]
+    if need_ovs and not ovs.available():
+        missing.append("ovs-vswitchd")
+    return missing
+
+
+# Measuring one configuration.
+
+
+def measure(cfg: Config, run_no: int, args: argparse.Namespace, workdir: Path,
+            code_dir: Path) -> Sample:
+    sample = Sample(cfg.name, run_no)
+    t0 = time.monotonic()
+    cpu0 = traffic.host_cpu_jiffies()
+    print(f"bench: run {run_no} {cfg.name} ...", end="", flush=True)
+    try:
+        with scenarios.build(cfg, workdir, code_dir) as setup:
+            pairs = setup.pairs()
+            sample.errors += traffic.warm_up(pairs)
+            src, dst = pairs[0]
+            sample.ping = traffic.as_dict(traffic.ping(src, dst))
+            if cfg.hosts == 2:
+                sample.tcp1 = traffic.as_dict(traffic.tcp(pairs, 1, args.duration, workdir))
+                sample.tcp4 = traffic.as_dict(traffic.tcp(pairs, 4, args.duration, workdir))
+                sample.blast64 = traffic.as_dict(traffic.blast64(
+                    src, dst, args.blast, setup.switch_pid, workdir))
+            else:
+                sample.pairs = traffic.as_dict(traffic.tcp(pairs, 1, args.duration, workdir))
+            for part in (sample.tcp1, sample.tcp4, sample.pairs):
+                sample.errors += part.get("errors", [])
+            for part in (sample.ping, sample.blast64):
+                if part.get("error"):
+                    sample.errors.append(part["error"])
+            if sample.errors and setup.switch_log and setup.switch_log.exists():
+                lines = setup.switch_log.read_text(errors="replace").splitlines()
+                sample.switch_log_tail = "\n".join(lines[-20:])
+    except BenchError as e:
+        sample.errors.append(f"setup: {e}")
+    except Exception as e:  # keep the other rows: record the bug, go on
+        sample.errors.append(f"bench bug: {e!r}\n{traceback.format_exc()}")
+    sample.seconds = round(time.monotonic() - t0, 1)
+    sample.steal_pct = traffic.steal_pct(cpu0, traffic.host_cpu_jiffies())
+    status = f" {len(sample.errors)} error(s)" if sample.errors else ""
+    print(f" {sample.seconds:.0f} s{status}", flush=True)
+    for err in sample.errors:
+        print(f"bench:   {cfg.name}: {err.splitlines()[0]}", flush=True)
+    return sample
+
+
+# Summaries.
+
+Metrics = dict[str, float | None]
+
+
+def _median(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(samples: list[Sample]) -> dict[str, Metrics]:
+    """Median of every metric per configuration."""
+    out: dict[str, Metrics] = {}
+    for name in dict.fromkeys(s.config for s in samples):
+        mine = [s for s in samples if s.config == name]
+        out[name] = {
+            "tcp1": _median([s.tcp1.get("gbps") for s in mine]),
+            "tcp4": _median([s.tcp4.get("gbps") for s in mine]),
+            "pairs": _median([s.pairs.get("gbps") for s in mine]),
+            "kpps": _median([s.blast64.get("kpps") for s in mine]),
+            "us": _median([s.blast64.get("us_per_frame") for s in mine]),
+            "cpu_pct": _median([s.blast64.get("switch_cpu_pct") for s in mine]),
+            "ping": _median([s.ping.get("avg_ms") for s in mine]),
+            "steal": _median([s.steal_pct for s in mine]),
+        }
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+COLUMNS = ("config", "TCP1 Gb/s", "TCP4 Gb/s", "2x1 Gb/s", "64B kpps", "us/frame",
+           "cpu %", "ping ms", "TCP1 xOVS", "TCP1 xBR", "TCP4 xOVS", "kpps xOVS",
+           "us/f xOVS", "ping xBR", "steal %")
+
+
+def table(med: dict[str, Metrics]) -> str:
+    rows: list[list[str]] = [list(COLUMNS)]
+    for name, m in med.items():
+        cfg = BY_NAME[name]
+        o = med.get(cfg.ovs_match or "", {})
+        b = med.get(cfg.bridge_match, {})
+        is_bridge = cfg.family == "bridge"
+        tcp_col = "pairs" if cfg.hosts == 4 else "tcp1"
+        rows.append([
+            name, _fmt(m["tcp1"], ".2f"), _fmt(m["tcp4"], ".2f"), _fmt(m["pairs"], ".2f"),
+            _fmt(m["kpps"], ".0f"),
+            "n/a" if is_bridge else _fmt(m["us"], ".2f"),
+            "n/a" if is_bridge else _fmt(m["cpu_pct"], ".0f"),
+            _fmt(m["ping"], ".3f"),
+            _fmt(_ratio(m["tcp1"], o.get("tcp1")), ".2f"),
+            "" if is_bridge else _fmt(_ratio(m[tcp_col], b.get(tcp_col)), ".2f"),
+            _fmt(_ratio(m["tcp4"], o.get("tcp4")), ".2f"),
+            _fmt(_ratio(m["kpps"], o.get("kpps")), ".2f"),
+            _fmt(_ratio(m["us"], o.get("us")), ".2f"),
+            "" if is_bridge else _fmt(_ratio(m["ping"], b.get("ping")), ".2f"),
+            _fmt(m["steal"], ".0f"),
+        ])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                       enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+# (vswitchd rows, metric, reference row, "min" ratio or "max" ratio, bound, label)
+TARGETS: tuple[tuple[tuple[str, ...], str, str, str, float, str], ...] = (
+    (("vsw-tap-w1", "vsw-tap-w2"), "tcp1", "ovs-tap-tso", "min", 1.3,
+     "TCP1 tap+TSO >= 1.3x OVS tap userspace-TSO"),
+    (("vsw-tap-w1", "vsw-tap-w2"), "tcp1", "bridge", "min", 0.8,
+     "TCP1 tap+TSO >= 0.8x Linux bridge"),
+    (("vsw-netdev-w1", "vsw-netdev-w2"), "tcp1", "ovs-veth-tso", "min", 1.3,
+     "TCP1 netdev+TSO >= 1.3x OVS veth TSO"),
+    (("vsw-tap-nooff-w1", "vsw-tap-nooff-w2"), "tcp1", "ovs-tap", "min", 2.0,
+     "TCP1 offloads off >= 2x OVS tap without TSO"),
+    (("vsw-tap-w1", "vsw-tap-w2"), "us", "ovs-tap-tso", "max", 1 / 3,
+     "64B us/frame tap <= 1/3 of OVS tap"),
+    (("vsw-netdev-w1", "vsw-netdev-w2"), "us", "ovs-veth-tso", "max", 1 / 5,
+     "64B us/frame netdev <= 1/5 of OVS veth"),
+    (("vsw-tap-w1", "vsw-tap-w2", "vsw-tap-nooff-w1", "vsw-tap-nooff-w2",
+      "vsw-netdev-w1", "vsw-netdev-w2"), "ping", "bridge", "max", 2.0,
+     "ping <= 2x Linux bridge"),
+)
+
+
+def targets(med: dict[str, Metrics]) -> list[dict[str, Any]]:
+    out = []
+    for rows, metric, ref, kind, bound, label in TARGETS:
+        for row in rows:
+            if row not in med or ref not in med:
+                continue
+            ratio = _ratio(med[row][metric], med[ref][metric])
+            met = None if ratio is None else (ratio >= bound if kind == "min" else ratio <= bound)
+            out.append({"target": label, "row": row, "ref": ref, "metric": metric,
+                        "value": med[row][metric], "ref_value": med[ref][metric],
+                        "ratio": ratio, "bound": bound, "kind": kind, "met": met})
+    return out
+
+
+def format_targets(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for t in results:
+        verdict = {True: "MET ", False: "MISS", None: "n/a "}[t["met"]]
+        need = (">=" if t["kind"] == "min" else "<=") + f" {t['bound']:.2f}"
+        lines.append(f"{verdict} {t['target']}: {t['row']} {_fmt(t['value'], '.3f')} vs "
+                     f"{t['ref']} {_fmt(t['ref_value'], '.3f')} = "
+                     f"{_fmt(t['ratio'], '.2f')}x (needs {need})")
+    return "\n".join(lines)
+
+
+# Main.
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="short run: 2 s tests, only the configurations marked quick")
+    ap.add_argument("--only", default="", help="comma-separated configuration names")
+    ap.add_argument("--runs", type=int, default=1, help="interleaved repetitions (median)")
+    ap.add_argument("--json", dest="json_path", default="", help="write raw results here")
+    ap.add_argument("--duration", type=int, default=None, help="iperf3 -t (default 5; quick 2)")
+    ap.add_argument("--blast", type=float, default=None,
+                    help="64-byte blast window, s (default 4; quick 2)")
+    ap.add_argument("--list", action="store_true", help="list configurations and exit")
+    args = ap.parse_args(argv)
+    args.duration = args.duration or (2 if args.quick else 5)
+    args.blast = args.blast or (2.0 if args.quick else 4.0)
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
+    return args
+
+
+def select(args: argparse.Namespace) -> list[Config]:
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in BY_NAME]
+        if unknown:
+            raise SystemExit(f"bench: unknown configuration(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(BY_NAME)}")
+        return [BY_NAME[n] for n in names]
+    return [c for c in CONFIGS if c.quick or not args.quick]
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def machine() -> dict[str, str]:
+    lscpu = run(["lscpu"], 10, check=False).stdout.splitlines()[:10]
+    return {"nproc": str(os.cpu_count()), "kernel": platform.release(),
+            "lscpu": "\n".join(lscpu),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for c in CONFIGS:
+            print(f"{c.name:18} {c.family:8} {c.ports:9} hosts={c.hosts} "
+                  f"{'quick' if c.quick else ''}")
+        return 0
+    if os.geteuid() != 0:
+        print("bench: needs root (namespaces, TAPs, bridges)", file=sys.stderr)
+        return 2
+    configs = select(args)
+    missing = ensure_tools(any(c.family == "ovs" for c in configs))
+    if "ovs-vswitchd" in missing:
+        print("bench: Open vSwitch unavailable, skipping the ovs-* rows", file=sys.stderr)
+        configs = [c for c in configs if c.family != "ovs"]
+        missing.remove("ovs-vswitchd")
+    if missing:
+        print(f"bench: missing tools: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    info = machine()
+    samples: list[Sample] = []
+    interrupted = False
+    with tempfile.TemporaryDirectory(prefix="vsb-") as tmp:
+        code_dir = Path(tmp) / "code"
+        if any(c.family == "vswitchd" for c in configs):
+            try:
+                info.update(vswitchd_runner.snapshot(code_dir))
+            except BenchError as e:
+                print(f"bench: this checkout's vswitchd does not import: {e}", file=sys.stderr)
+                return 1
+        try:
+            for run_no in range(1, args.runs + 1):
+                for i, cfg in enumerate(configs):
+                    workdir = Path(tmp) / f"r{run_no}-{i}-{cfg.name}"
+                    workdir.mkdir()
+                    samples.append(measure(cfg, run_no, args, workdir, code_dir))
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\nbench: interrupted; everything created has been removed", flush=True)
+    med = summarize(samples)
+    goals = targets(med)
+    print()
+    print(f"{info['date']}  {info['nproc']} CPUs  Linux {info['kernel']}  "
+          f"vswitchd {info.get('git', '-')} (fastpath {info.get('fastpath_sha256', '-')[:12]})  "
+          f"runs={args.runs} iperf3 -t {args.duration}  64B window {args.blast:g} s")
+    print(table(med))
+    print("\n2x1 = two concurrent single-stream pairs (A->B + C->D), total. "
+          "us/frame and cpu % = switch process CPU during the 64B test (n/a: in-kernel). "
+          "xOVS/xBR = ratio to the matching Open vSwitch / Linux bridge row. "
+          "steal % = CPU time the hypervisor took during the row (noise gauge).")
+    if goals:
+        print("\nTargets:\n" + format_targets(goals))
+    failures = [s for s in samples if s.errors]
+    if failures:
+        print("\nErrors:")
+        for s in failures:
+            for err in s.errors:
+                print(f"  run {s.run} {s.config}: {err.splitlines()[0]}")
+    if args.json_path:
+        doc = {"machine": info, "args": vars(args), "samples": [vars(s) for s in samples],
+               "median": med, "targets": goals, "interrupted": interrupted}
+        Path(args.json_path).write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"\nbench: raw results in {args.json_path}")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
