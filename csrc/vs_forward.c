@@ -86,6 +86,21 @@ shift_vnet_hdr(struct vs_vnet_hdr *vh, int delta)
     }
 }
 
+/* Remembers that this iteration delivered to port 'id', for the worker to
+ * poll its rx queue before sleeping (see poll_touched() in vs_worker.c). */
+static void
+note_touched(struct vs_ctx *ctx, uint32_t id)
+{
+    for (uint32_t i = 0; i < ctx->n_touched; i++) {
+        if (ctx->touched[i] == id) {
+            return;
+        }
+    }
+    if (ctx->n_touched < VS_TOUCHED_MAX) {
+        ctx->touched[ctx->n_touched++] = id;
+    }
+}
+
 /* Sends the 'iovcnt' pieces in 'iov' ('len' Ethernet bytes) to 'port'
  * right now, with one writev() on this worker's queue of the port. */
 static void
@@ -103,6 +118,7 @@ send_now(struct vs_ctx *ctx, struct vs_port *port, struct iovec *iov,
         vs_count(ctx, port->p.id, VS_C_DROP_TX_ERROR, 1);
         return;
     }
+    note_touched(ctx, port->p.id);
     vs_count(ctx, port->p.id, VS_C_TX_PACKETS, 1);
     vs_count(ctx, port->p.id, VS_C_TX_BYTES, len);
 }

@@ -141,8 +141,9 @@ vs_switch_new(uint32_t n_workers, const int *cpus, uint32_t mac_capacity)
     sw->n_workers = n_workers;
     sw->macs = vs_mac_table_new(mac_capacity);
     sw->ctxs = calloc(n_workers + 1, sizeof *sw->ctxs);
+    sw->rxq_reader = calloc(VS_MAX_PORTS, sizeof *sw->rxq_reader);
     struct vs_config *empty = vs_config_new();
-    if (!sw->macs || !sw->ctxs || !empty) {
+    if (!sw->macs || !sw->ctxs || !sw->rxq_reader || !empty) {
         free(empty);
         vs_switch_free(sw);
         return NULL;
@@ -228,6 +229,7 @@ vs_switch_free(struct vs_switch *sw)
     }
     vs_config_free(atomic_load(&sw->config));
     vs_mac_table_free(sw->macs);
+    free(sw->rxq_reader);
     free(sw);
 }
 

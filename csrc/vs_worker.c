@@ -316,6 +316,11 @@ vs_ctx_poll_rxq(struct vs_ctx *ctx, const struct vs_config *cfg,
 {
     struct vs_port *port = rxq->port;
     uint32_t hl = port->p.vnet_hdr_len;
+    _Atomic uint8_t *reader = &ctx->sw->rxq_reader[port->p.id][rxq->queue];
+    uint8_t free_ = 0;
+    if (!atomic_compare_exchange_strong(reader, &free_, 1)) {
+        return 0;   /* another worker is reading it: it gets the frames */
+    }
     uint64_t t0 = now_ns();
     uint32_t n = port->p.kind == VS_PORT_PACKET
                  ? read_burst_packet(ctx, rxq, hl)
@@ -337,6 +342,9 @@ vs_ctx_poll_rxq(struct vs_ctx *ctx, const struct vs_config *cfg,
         vs_stat_add(&qs->frames, n);
         vs_stat_add(&qs->polls, 1);
     }
+    /* Released only once the burst is sent: the next reader's frames
+     * cannot overtake these. */
+    atomic_store(reader, 0);
     return (int) n;
 }
 
@@ -380,6 +388,35 @@ pin_to_cpu(int cpu)
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+/* Polls, once, the rx queues of the ports this iteration delivered to.
+ *
+ * Writing a frame into a TAP runs the receiver's network stack inside our
+ * writev(): a reply (an ARP answer, an echo reply, a TCP ACK) is often
+ * queued on the receiver's TAP before writev() returns.  Its owner worker
+ * may be asleep on a halted vCPU that takes tens of microseconds to wake;
+ * reading the reply here, while it is hot, is what the Linux bridge gets
+ * for free by forwarding in the sender's context.  The per-queue reader
+ * lock keeps the queue's frames in order. */
+static int
+poll_touched(struct vs_ctx *ctx, const struct vs_config *cfg, uint32_t now)
+{
+    int frames = 0;
+    uint32_t n = ctx->n_touched;
+
+    ctx->n_touched = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct vs_port *port = cfg->ports[ctx->touched[i]];
+        if (!port || port->p.kind != VS_PORT_FD) {
+            continue;
+        }
+        uint32_t q = ctx->index % port->p.n_queues;
+        struct vs_rxq_ref rxq = { port, q, port->p.fds[q] };
+        frames += vs_ctx_poll_rxq(ctx, cfg, &rxq, now);
+    }
+    ctx->n_touched = 0;
+    return frames;
 }
 
 /* Thread body of a worker; 'arg' is its struct vs_ctx. */
@@ -448,6 +485,7 @@ vs_worker_main(void *arg)
                 epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, rxq->fd, NULL);
             }
         }
+        frames += poll_touched(ctx, cfg, now);
         uint64_t t_end = now_ns();
         vs_stat_add(&ctx->stats.busy_ns, t_end - t0);
         if (frames) {

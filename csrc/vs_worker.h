@@ -78,6 +78,10 @@ struct vs_ctx {
     int wake_fd;                /* eventfd: the publisher kicks us */
     uint64_t epoll_generation;  /* config the epoll set was built from */
     uint64_t last_rx_ns;        /* when this worker last read a frame */
+    /* Ports this iteration delivered to: polled once before sleeping. */
+#define VS_TOUCHED_MAX 8
+    uint32_t touched[VS_TOUCHED_MAX];
+    uint32_t n_touched;
 
     /* RCU state, read by the publisher. */
     _Atomic int online;         /* 0 = blocked, holding no config refs */
@@ -114,6 +118,10 @@ struct vs_switch {
     uint32_t n_workers;
     _Atomic int stopping;
     _Atomic uint64_t busy_poll_ns;  /* keep polling this long after a frame */
+    /* One reader at a time per rx queue, [port id][queue]: the owner and a
+     * worker polling the queue right after delivering to it (see
+     * vs_worker.c) never read one queue at once, so frames keep their order. */
+    _Atomic uint8_t (*rxq_reader)[VS_MAX_QUEUES];
     int started;
     struct vs_ctx *ctxs;        /* n_workers + 1; the last is the control thread's */
 };

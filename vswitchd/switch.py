@@ -90,7 +90,10 @@ class VSwitch:
         # TAP queue fds handed back by the service manager's fd store.
         self._inherited = dict(inherited or {})
         self.generation = 0
-        self.cpus = list(config.switch.cpus or online_cpus())
+        # Explicit cpus are used in the order given.  By default workers
+        # take the highest-numbered CPUs first: CPU 0 is where interrupts,
+        # housekeeping and pinned tools (trafgen, for one) land first.
+        self.cpus = list(config.switch.cpus or reversed(online_cpus()))
         self.n_workers = config.switch.workers or len(online_cpus())
         self.ports: dict[str, Port] = {}
         # Configured ports whose interface vanished; retried every second.
