@@ -166,6 +166,9 @@ vs_tx_flush(struct vs_ctx *ctx)
                 done++;
                 continue;
             }
+            if (r > 0) {
+                note_touched(ctx, port->p.id);
+            }
             for (int k = 0; k < r; k++) {
                 vs_count(ctx, port->p.id, VS_C_TX_PACKETS, 1);
                 vs_count(ctx, port->p.id, VS_C_TX_BYTES,

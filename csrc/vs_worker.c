@@ -392,8 +392,8 @@ pin_to_cpu(int cpu)
 
 /* Polls, once, the rx queues of the ports this iteration delivered to.
  *
- * Writing a frame into a TAP runs the receiver's network stack inside our
- * writev(): a reply (an ARP answer, an echo reply, a TCP ACK) is often
+ * Writing a frame into a TAP (or a veth, through a packet socket) runs the
+ * receiver's network stack inside our syscall: a reply (an ARP answer, an echo reply, a TCP ACK) is often
  * queued on the receiver's TAP before writev() returns.  Its owner worker
  * may be asleep on a halted vCPU that takes tens of microseconds to wake;
  * reading the reply here, while it is hot, is what the Linux bridge gets
@@ -408,7 +408,7 @@ poll_touched(struct vs_ctx *ctx, const struct vs_config *cfg, uint32_t now)
     ctx->n_touched = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct vs_port *port = cfg->ports[ctx->touched[i]];
-        if (!port || port->p.kind != VS_PORT_FD) {
+        if (!port) {
             continue;
         }
         uint32_t q = ctx->index % port->p.n_queues;
