@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "vs_hash.h"
 #include "vs_guard.h"
 
 #define NS_PER_S 1000000000ull
@@ -280,19 +281,6 @@ unpack_key(uint64_t k, uint16_t *vlan, uint8_t *mac)
     }
 }
 
-/* MurmurHash3's 64-bit finalizer over 'k' ^ 'seed': a VM cannot aim its
- * addresses at one probe run without knowing the seed. */
-static uint64_t
-hash_key(uint64_t k, uint64_t seed)
-{
-    k ^= seed;
-    k ^= k >> 33;
-    k *= UINT64_C(0xff51afd7ed558ccd);
-    k ^= k >> 33;
-    k *= UINT64_C(0xc4ceb9fe1a85ec53);
-    k ^= k >> 33;
-    return k;
-}
 
 static uint64_t
 slot_load(const struct macset *s, uint32_t i)
@@ -305,7 +293,7 @@ slot_load(const struct macset *s, uint32_t i)
 static uint32_t
 set_find(const struct macset *s, uint64_t seed, uint64_t key, int *found)
 {
-    uint32_t i = (uint32_t) hash_key(key, seed) & s->mask;
+    uint32_t i = (uint32_t) vs_hash64(key, seed) & s->mask;
     for (;;) {
         uint64_t k = slot_load(s, i);
         if (k == key || !k) {

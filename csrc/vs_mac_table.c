@@ -28,6 +28,7 @@
  * sends one frame to a wrong port while addresses are being flushed under
  * it is not worth a slower lookup.
  */
+#include "vs_hash.h"
 #include "vs_mac_table.h"
 
 #include <errno.h>
@@ -97,26 +98,12 @@ key_is_live(uint64_t k)
     return (k & (KEY_VALID | KEY_BUSY)) == KEY_VALID;
 }
 
-/* Returns 'k' mixed with 'seed' through MurmurHash3's 64-bit finalizer, a
- * bijection whose every output bit depends on every input bit, so the low
- * bits that pick the bucket are as good as the high ones. */
-static inline uint64_t
-hash_key(uint64_t k, uint64_t seed)
-{
-    k ^= seed;
-    k ^= k >> 33;
-    k *= UINT64_C(0xff51afd7ed558ccd);
-    k ^= k >> 33;
-    k *= UINT64_C(0xc4ceb9fe1a85ec53);
-    k ^= k >> 33;
-    return k;
-}
 
 /* Returns the index of the bucket that holds 'k' in 't'. */
 static inline uint32_t
 bucket_of(const struct vs_mac_table *t, uint64_t k)
 {
-    return (uint32_t) hash_key(k, t->seed) & t->bucket_mask;
+    return (uint32_t) vs_hash64(k, t->seed) & t->bucket_mask;
 }
 
 /* Creates a table that holds up to 'capacity' entries, between 1 and

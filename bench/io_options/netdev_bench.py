@@ -71,11 +71,11 @@ def measured(d: RunningDaemon, egress: str, fn) -> tuple[float, int, object]:
 def trafgen_conf(path: Path, dst: str, src: str) -> None:
     mac = lambda m: ", ".join("0x" + x for x in m.split(":"))  # noqa: E731
     # 64-byte frame incl. FCS -> 60 bytes: Ethernet + IPv4 + UDP + payload.
-    path.write_text("{\n  %s,\n  %s,\n  0x08, 0x00,\n"
+    path.write_text("{\n  " + mac(dst) + ",\n  " + mac(src) + ",\n  0x08, 0x00,\n"
                     "  0x45, 0x00, 0x00, 0x2e, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11,"
                     " csumip(14, 33),\n  10, 198, 0, 2,  10, 198, 0, 1,\n"
                     "  0x04, 0xd2, 0x16, 0x2e, 0x00, 0x1a, 0x00, 0x00,\n"
-                    "  fill(0x41, 18),\n}\n" % (mac(dst), mac(src)))
+                    "  fill(0x41, 18),\n}\n")
 
 
 def main() -> int:
@@ -131,8 +131,8 @@ def main() -> int:
                                        "-p", "5301"], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
             time.sleep(0.5)
-            cpu, frames, (r, wall) = measured(d, egress, lambda: ns_sh(
-                cli_ns, "iperf3", "-c", dst, "-p", "5301", "-t", str(args.secs), "-J",
+            cpu, frames, (r, wall) = measured(d, egress, lambda ns=cli_ns, ip=dst: ns_sh(
+                ns, "iperf3", "-c", ip, "-p", "5301", "-t", str(args.secs), "-J",
                 check=False, timeout=args.secs + 30))
             server.wait(10)
             server = None

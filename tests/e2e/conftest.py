@@ -143,3 +143,24 @@ def veth(require_root: None) -> Iterator[Callable[..., tuple[str, str]]]:
         sh("ip", "link", "del", "dev", a, check=False)
         if ns is not None:
             sh("ip", "-n", ns, "link", "del", "dev", b, check=False)
+
+
+@pytest.fixture
+def daemon(tmp_path, require_root: None):
+    """Factory: `daemon(ports, **kw)` starts the real vswitchd on its own
+    config and socket; every daemon started is stopped after the test and
+    must exit 0."""
+    from tests.e2e.daemon_fixture import RunningDaemon
+
+    started: list[RunningDaemon] = []
+
+    def make(ports: dict, **kw) -> RunningDaemon:
+        d = RunningDaemon(tmp_path, ports, **kw)
+        d.start()
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        rc = d.stop()
+        assert rc == 0, f"vswitchd exited {rc}:\n{d.log()}"

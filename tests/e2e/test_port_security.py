@@ -9,9 +9,8 @@ solicitations, MLD reports) never mixes with what a test counts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -25,21 +24,6 @@ from tests.e2e.nsnet import Capture, run, send_frames
 
 Factory = Callable[..., RunningDaemon]
 
-
-@pytest.fixture
-def daemon(tmp_path: Path, require_root: None) -> Iterator[Factory]:
-    started: list[RunningDaemon] = []
-
-    def make(ports: dict, **kw) -> RunningDaemon:
-        d = RunningDaemon(tmp_path, ports, **kw)
-        d.start()
-        started.append(d)
-        return d
-
-    yield make
-    for d in started:
-        rc = d.stop()
-        assert rc == 0, f"vswitchd exited {rc}:\n{d.log()}"
 
 
 def ifn(ns: str) -> str:

@@ -10,10 +10,8 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from tests.e2e.daemon_fixture import RunningDaemon
 from tests.e2e.nsnet import Capture, addr, mac_of, ping, ping_loss, run, send_frames
@@ -21,21 +19,6 @@ from tests.frames import BROADCAST, eth, parse_vlan
 
 Factory = Callable[..., RunningDaemon]
 
-
-@pytest.fixture
-def daemon(tmp_path: Path, require_root: None) -> Iterator[Factory]:
-    started: list[RunningDaemon] = []
-
-    def make(ports: dict, **kw) -> RunningDaemon:
-        d = RunningDaemon(tmp_path, ports, **kw)
-        d.start()
-        started.append(d)
-        return d
-
-    yield make
-    for d in started:
-        rc = d.stop()
-        assert rc == 0, f"vswitchd exited {rc}:\n{d.log()}"
 
 
 def tap(ns: str, **kw) -> dict:

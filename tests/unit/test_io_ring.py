@@ -170,8 +170,8 @@ def test_v3_truncated_frame_is_reported_not_hidden(rings) -> None:
 
 def test_v3_stripped_vlan_tag_is_put_back_and_offsets_follow(rings) -> None:
     vh = vnet(flags=1, gso_type=1, hdr_len=54, gso_size=1448, csum_start=34, csum_offset=16)
-    f = Frame(frame(5), vh, status=TP_STATUS_USER | TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID,
-              tci=0x2064, tpid=0x8100)
+    status = TP_STATUS_USER | TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID
+    f = Frame(frame(5), vh, status=status, tci=0x2064, tpid=0x8100)
     r = rings(3, [v3_block(4096, [f])])
     got, _ = r.read()
     assert got[0]["data"] == f.data[:12] + b"\x81\x00\x20\x64" + f.data[12:]
