@@ -41,7 +41,7 @@ RXQ_ASSIGN = ("roundrobin", "cycles")
 # fixed at start, and the MAC table has a fixed capacity.
 RESTART_FIELDS = ("workers", "cpus", "mac_table_size")
 # PortConfig fields that can only change by closing and reopening the port.
-RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist")
+RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring")
 
 _SECTIONS = ("switch", "management", "metrics", "ports")
 _SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign",
@@ -50,12 +50,14 @@ _SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign"
 _MANAGEMENT_KEYS = ("socket", "socket_mode", "socket_group")
 _METRICS_KEYS = ("listen",)
 _PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
-              "native_vlan", "persist", "mtu", "offload", "allowed_macs", "max_macs",
+              "native_vlan", "persist", "mtu", "offload", "allowed_macs", "max_macs", "rx_ring",
               "dhcp_guard", "router_guard", "broadcast_pps", "multicast_pps",
               "unknown_unicast_pps")
 _OFFLOAD_KEYS = ("csum", "tso")
 _MODE_ONLY = {"vlan": "access", "vlans": "trunk", "native_vlan": "trunk"}
 _TAP_ONLY = ("netns", "persist")
+_NETDEV_ONLY = ("rx_ring",)
+RX_RINGS = ("off", "v2", "v3")
 
 _PORT_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _VLAN_ITEM_RE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
@@ -94,6 +96,7 @@ class PortConfig:
     vlans: tuple[tuple[int, int], ...] = ALL_VLANS  # trunk: sorted, merged, inclusive
     native_vlan: int | None = None                  # trunk: VLAN of untagged frames
     persist: bool = False       # tap only
+    rx_ring: str | None = None  # netdev only: "off", "v2", "v3"; None: VSWITCHD_PACKET_RING or off
     mtu: int | None = None      # None: leave the interface's MTU alone
     offload: OffloadConfig = OffloadConfig()
     # Guards (csrc/vs_guard.h).  Defaults: off.
@@ -131,6 +134,8 @@ class PortConfig:
                 out["native_vlan"] = self.native_vlan
         if self.type == "tap":
             out["persist"] = self.persist
+        if self.rx_ring is not None:
+            out["rx_ring"] = self.rx_ring
         if self.mtu is not None:
             out["mtu"] = self.mtu
         out["offload"] = {"csum": self.offload.csum, "tso": self.offload.tso}
@@ -360,6 +365,9 @@ def parse_port(name: str, table: object, path: str = "ports") -> PortConfig:
     for key in _TAP_ONLY:
         if key in t and type_ != "tap":
             raise _err(f"{base}.{key}", f'not allowed for type "{type_}" (only for type "tap")')
+    for key in _NETDEV_ONLY:
+        if key in t and type_ != "netdev":
+            raise _err(f"{base}.{key}", f'not allowed for type "{type_}" (only for type "netdev")')
     for key, only in _MODE_ONLY.items():
         if key in t and mode != only:
             raise _err(f"{base}.{key}", f'not allowed for mode "{mode}" (only for mode "{only}")')
@@ -379,6 +387,7 @@ def parse_port(name: str, table: object, path: str = "ports") -> PortConfig:
         vlans=vlans,
         native_vlan=native_vlan,
         persist=_get(t, base, "persist", False, _bool),
+        rx_ring=_get(t, base, "rx_ring", None, _one_of(RX_RINGS)),
         mtu=_get(t, base, "mtu", None, _int_in(68, 65535)),
         offload=_get(t, base, "offload", OffloadConfig(), _offload),
         allowed_macs=_get(t, base, "allowed_macs", (), _allowed_macs),

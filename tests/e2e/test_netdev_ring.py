@@ -157,3 +157,25 @@ def test_tagged_frame_on_netdev_trunk_keeps_its_vlan(
         got = [f for f in cap.frames(1.0) if f[6:12] == src]
     assert len(got) == 3, (got, d.ctl("stats"))
     assert all(f[12:14] == b"\x08\x00" for f in got)  # delivered untagged to the access port
+
+
+@pytest.mark.parametrize("rx_ring,mapped", [("v3", 1), ("off", 0)])
+def test_rx_ring_config_key_picks_the_ring_per_port(
+        rx_ring: str, mapped: int, started: list[RunningDaemon], tmp_path: Path, netns,
+        veth) -> None:
+    a, b = netns(), netns()
+    host_end, ns_end = veth(peer_netns=b)
+    tap_if = f"vt{a[-8:]}"
+    d = RunningDaemon(tmp_path, {"t": {"type": "tap", "ifname": tap_if, "netns": a},
+                                 "v": {"type": "netdev", "ifname": host_end,
+                                       "rx_ring": rx_ring}},
+                      switch={"workers": 1})
+    d.start()
+    started.append(d)
+    run(b, "ip", "link", "set", ns_end, "up")
+    d.wait_ports_up("t", "v")
+    addr(a, tap_if, "10.77.10.1/24")
+    run(b, "ip", "addr", "add", "10.77.10.2/24", "dev", ns_end)
+    r = ping(b, "10.77.10.1", count=5, interval=0.05)
+    assert ping_loss(r.stdout) == 0, r.stdout
+    assert d.proc is not None and ring_mappings(d.proc.pid) == mapped

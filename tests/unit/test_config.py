@@ -550,3 +550,13 @@ def test_guard_change_is_an_in_place_port_change():
     new = with_port(old, dataclasses.replace(old.ports["vm0"], dhcp_guard=True))
     result = diff(old, new)
     assert result.changed == ("vm0",) and result.recreate == ()
+
+
+def test_rx_ring_is_a_netdev_key_with_three_values():
+    port = parse_port("up", {"type": "netdev", "ifname": "eth1", "rx_ring": "v3"})
+    assert port.rx_ring == "v3" and port.to_dict()["rx_ring"] == "v3"
+    assert parse_port("up", {"type": "netdev", "ifname": "eth1"}).rx_ring is None
+    assert port_error({"type": "tap", "rx_ring": "v3"}) == (
+        'ports.vm1.rx_ring: not allowed for type "tap" (only for type "netdev")')
+    assert port_error({"type": "netdev", "ifname": "eth1", "rx_ring": "v4"}) == (
+        'ports.vm1.rx_ring: "v4" is not one of off, v2, v3')

@@ -124,7 +124,8 @@ def _set_bufsize(sock: socket.socket, force_opt: int, opt: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUF_BYTES)
 
 
-def open_packet_socket(ifname: str, ifindex: int, fanout_group: int | None) -> socket.socket:
+def open_packet_socket(ifname: str, ifindex: int, fanout_group: int | None,
+                       rx_ring: str | None = None) -> socket.socket:
     """One configured AF_PACKET socket bound to `ifindex`."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
     try:
@@ -138,7 +139,7 @@ def open_packet_socket(ifname: str, ifindex: int, fanout_group: int | None) -> s
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         _set_bufsize(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF)
         _set_bufsize(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF)
-        _attach_ring(sock, ifname)
+        _attach_ring(sock, ifname, rx_ring)
         # Python binds AF_PACKET by name; open() checks the ifindex afterwards.
         sock.bind((ifname, ETH_P_ALL))
         mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
@@ -154,21 +155,24 @@ def open_packet_socket(ifname: str, ifindex: int, fanout_group: int | None) -> s
     return sock
 
 
-def ring_version() -> int | None:
-    """VSWITCHD_PACKET_RING: unset or "0" = no ring (recvmmsg), "1" = the
+def ring_version(configured: str | None = None) -> int | None:
+    """The port's `rx_ring` ("off", "v2", "v3"); when not configured,
+    VSWITCHD_PACKET_RING: unset or "0" = no ring (recvmmsg), "1" = the
     default ring version (TPACKET_V3), "2"/"3" = TPACKET_V2/V3."""
+    if configured is not None:
+        return {"v2": 2, "v3": 3}.get(configured)
     v = os.environ.get("VSWITCHD_PACKET_RING", "0")
     if v in ("2", "3"):
         return int(v)
     return 0 if v == "1" else None
 
 
-def _attach_ring(sock: socket.socket, ifname: str) -> None:
+def _attach_ring(sock: socket.socket, ifname: str, configured: str | None = None) -> None:
     """Give `sock` an rx ring (when asked for) while it is still unbound: the
     kernel purges a socket's receive queue when a ring is set, so this must
     happen before the first frame can be queued."""
     fastpath.ring_detach(sock.fileno())  # forget an earlier fd of that number
-    version = ring_version()
+    version = ring_version(configured)
     if version is None:
         return
     try:
@@ -215,7 +219,8 @@ class NetdevPort:
                 with Rtnl() as rtnl:
                     rtnl.set_link(info.index, mtu=self.cfg.mtu)
             for _ in range(self.cfg.queues):
-                self._socks.append(open_packet_socket(self.ifname, info.index, group))
+                self._socks.append(open_packet_socket(self.ifname, info.index, group,
+                                                      getattr(self.cfg, "rx_ring", None)))
             now = read_link(self.ifname)
             if now is None or now.index != info.index:
                 raise OSError(errno.ENODEV, "interface was replaced while attaching")
