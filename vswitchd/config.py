@@ -12,27 +12,46 @@ exists, a CPU is online or an interface can be opened is for whoever applies
 the config.  A reload parses the new file and the switch applies only
 diff(old, new), a `ConfigDiff` (the model is faucet's dp.get_config_changes).
 
-`vswitchctl port add/set` go through port_from_kv()/port_update(), which feed
-the same parse_port() as the file, so both paths accept exactly the same ports.
+`vswitchctl port add/set` go through vswitchd.port_args, which feeds the
+same parse_port() as the file, so both paths accept exactly the same ports.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
+from vswitchd.config_values import (
+    IFNAME_RULES,
+    VLAN_MAX,
+    VLAN_MIN,
+    boolean,
+    check_keys,
+    cpu_list,
+    err,
+    format_vlans,
+    get_key,
+    group_name,
+    ifname_ok,
+    int_in,
+    interface_name,
+    listen_address,
+    mac_list,
+    netns_name,
+    octal_mode,
+    one_of,
+    parse_vlans,
+    show,
+    socket_file,
+    split_listen,
+)
 from vswitchd.errors import ConfigError
 
-T = TypeVar("T")
-
-VLAN_MIN, VLAN_MAX = 1, 4094
 ALL_VLANS: tuple[tuple[int, int], ...] = ((VLAN_MIN, VLAN_MAX),)
 PORT_TYPES = ("tap", "netdev")
 PORT_MODES = ("access", "trunk")
@@ -49,31 +68,22 @@ _SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign"
                 "rebalance_sample_s", "busy_poll_us")
 _MANAGEMENT_KEYS = ("socket", "socket_mode", "socket_group")
 _METRICS_KEYS = ("listen",)
-_PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
+PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
               "native_vlan", "persist", "mtu", "offload", "allowed_macs", "max_macs", "rx_ring",
               "dhcp_guard", "router_guard", "broadcast_pps", "multicast_pps",
               "unknown_unicast_pps")
-_OFFLOAD_KEYS = ("csum", "tso")
-_MODE_ONLY = {"vlan": "access", "vlans": "trunk", "native_vlan": "trunk"}
+OFFLOAD_KEYS = ("csum", "tso")
+MODE_ONLY = {"vlan": "access", "vlans": "trunk", "native_vlan": "trunk"}
 _TAP_ONLY = ("netns", "persist")
 _NETDEV_ONLY = ("rx_ring",)
 RX_RINGS = ("off", "v2", "v3")
+GUARD_BOOL_KEYS = ("dhcp_guard", "router_guard")
+GUARD_INT_KEYS = ("max_macs", "broadcast_pps", "multicast_pps", "unknown_unicast_pps")
 
 _PORT_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-_VLAN_ITEM_RE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
-_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
-_MODE_RE = re.compile(r"0?[0-7]{3}")
-_MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
-MAX_ALLOWED_MACS = 64   # csrc/vs_guard.h VS_GUARD_MAX_ALLOWED_MACS
 MAX_MACS_LIMIT = 65536
 MAX_PPS = 10_000_000
-_IFNAMSIZ = 16      # including the NUL, so names are 1..15 bytes
-_SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), including the NUL
-_MAX_CPU = 8191     # Linux NR_CPUS is at most 8192
 
-_IFNAME_RULES = '1-15 characters, no "/", ":" or whitespace, not "." or ".."'
-_VLANS_RULES = "ranges like 1-100,200 within 1-4094"
-_LISTEN_RULES = 'host:port, [ipv6]:port, or "" to disable'
 
 
 # --- Dataclasses -------------------------------------------------------------
@@ -141,10 +151,10 @@ class PortConfig:
         out["offload"] = {"csum": self.offload.csum, "tso": self.offload.tso}
         if self.allowed_macs:
             out["allowed_macs"] = list(self.allowed_macs)
-        for key in _GUARD_BOOL_KEYS:
+        for key in GUARD_BOOL_KEYS:
             if getattr(self, key):
                 out[key] = True
-        for key in _GUARD_INT_KEYS:
+        for key in GUARD_INT_KEYS:
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -188,11 +198,11 @@ class MetricsConfig:
     @property
     def host(self) -> str | None:
         """The address to bind, IPv6 without brackets; None when disabled."""
-        return _split_listen(self.listen)[0] if self.enabled else None
+        return split_listen(self.listen)[0] if self.enabled else None
 
     @property
     def port(self) -> int | None:
-        return _split_listen(self.listen)[1] if self.enabled else None
+        return split_listen(self.listen)[1] if self.enabled else None
 
 
 class Ports(Mapping[str, PortConfig]):
@@ -302,11 +312,11 @@ def loads(text: str, source: str = "<string>") -> Config:
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Validate already-parsed TOML data."""
-    _check_keys(data, "", _SECTIONS, what="section")
+    check_keys(data, "", _SECTIONS, what="section")
     ports: dict[str, PortConfig] = {}
     port_tables = data.get("ports", {})
     if not isinstance(port_tables, dict):
-        raise _err("ports", f"{_show(port_tables)} is not a table (one [ports.NAME] per port)")
+        raise err("ports", f"{show(port_tables)} is not a table (one [ports.NAME] per port)")
     for name, table in port_tables.items():
         port = parse_port(name, table)
         _check_unique(ports.values(), port)
@@ -320,105 +330,106 @@ def from_dict(data: dict[str, Any]) -> Config:
 
 
 def _parse_switch(data: object) -> SwitchConfig:
-    t = _check_keys(data, "switch", _SWITCH_KEYS)
+    t = check_keys(data, "switch", _SWITCH_KEYS)
     return SwitchConfig(
-        workers=_get(t, "switch", "workers", 0, _int_in(0, 64)),
-        cpus=_get(t, "switch", "cpus", None, _cpus),
-        mac_aging_s=_get(t, "switch", "mac_aging_s", 300, _int_in(1, 1_000_000)),
-        mac_table_size=_get(t, "switch", "mac_table_size", 8192, _int_in(16, 1_048_576)),
-        rxq_assign=_get(t, "switch", "rxq_assign", "roundrobin", _one_of(RXQ_ASSIGN)),
-        rebalance_interval_s=_get(t, "switch", "rebalance_interval_s", 60,
-                                  _int_in(0, 86_400)),
-        rebalance_load_threshold=_get(t, "switch", "rebalance_load_threshold", 95,
-                                      _int_in(1, 100)),
-        rebalance_improvement=_get(t, "switch", "rebalance_improvement", 25, _int_in(1, 100)),
-        rebalance_sample_s=_get(t, "switch", "rebalance_sample_s", 10, _int_in(1, 3600)),
-        busy_poll_us=_get(t, "switch", "busy_poll_us", 200, _int_in(0, 100_000)),
+        workers=get_key(t, "switch", "workers", 0, int_in(0, 64)),
+        cpus=get_key(t, "switch", "cpus", None, cpu_list),
+        mac_aging_s=get_key(t, "switch", "mac_aging_s", 300, int_in(1, 1_000_000)),
+        mac_table_size=get_key(t, "switch", "mac_table_size", 8192, int_in(16, 1_048_576)),
+        rxq_assign=get_key(t, "switch", "rxq_assign", "roundrobin", one_of(RXQ_ASSIGN)),
+        rebalance_interval_s=get_key(t, "switch", "rebalance_interval_s", 60,
+                                  int_in(0, 86_400)),
+        rebalance_load_threshold=get_key(t, "switch", "rebalance_load_threshold", 95,
+                                      int_in(1, 100)),
+        rebalance_improvement=get_key(t, "switch", "rebalance_improvement", 25, int_in(1, 100)),
+        rebalance_sample_s=get_key(t, "switch", "rebalance_sample_s", 10, int_in(1, 3600)),
+        busy_poll_us=get_key(t, "switch", "busy_poll_us", 200, int_in(0, 100_000)),
     )
 
 
 def _parse_management(data: object) -> ManagementConfig:
-    t = _check_keys(data, "management", _MANAGEMENT_KEYS)
+    t = check_keys(data, "management", _MANAGEMENT_KEYS)
     return ManagementConfig(
-        socket=_get(t, "management", "socket", ManagementConfig.socket, _socket_path),
-        socket_mode=_get(t, "management", "socket_mode", 0o660, _octal_mode),
-        socket_group=_get(t, "management", "socket_group", None, _group),
+        socket=get_key(t, "management", "socket", ManagementConfig.socket, socket_file),
+        socket_mode=get_key(t, "management", "socket_mode", 0o660, octal_mode),
+        socket_group=get_key(t, "management", "socket_group", None, group_name),
     )
 
 
 def _parse_metrics(data: object) -> MetricsConfig:
-    t = _check_keys(data, "metrics", _METRICS_KEYS)
-    return MetricsConfig(listen=_get(t, "metrics", "listen", MetricsConfig.listen, _listen))
+    t = check_keys(data, "metrics", _METRICS_KEYS)
+    return MetricsConfig(
+        listen=get_key(t, "metrics", "listen", MetricsConfig.listen, listen_address))
 
 
 # --- Ports -----------------------------------------------------------------------
 
 def parse_port(name: str, table: object, path: str = "ports") -> PortConfig:
     """Validate one [ports.NAME] table."""
-    _check_port_name(name, path)
+    check_port_name(name, path)
     base = f"{path}.{name}"
-    t = _check_keys(table, base, _PORT_KEYS)
+    t = check_keys(table, base, PORT_KEYS)
     if "type" not in t:
-        raise _err(f"{base}.type", "required key is missing (one of tap, netdev)")
-    type_ = _one_of(PORT_TYPES)(t["type"], f"{base}.type")
-    mode = _get(t, base, "mode", "access", _one_of(PORT_MODES))
+        raise err(f"{base}.type", "required key is missing (one of tap, netdev)")
+    type_ = one_of(PORT_TYPES)(t["type"], f"{base}.type")
+    mode = get_key(t, base, "mode", "access", one_of(PORT_MODES))
     for key in _TAP_ONLY:
         if key in t and type_ != "tap":
-            raise _err(f"{base}.{key}", f'not allowed for type "{type_}" (only for type "tap")')
+            raise err(f"{base}.{key}", f'not allowed for type "{type_}" (only for type "tap")')
     for key in _NETDEV_ONLY:
         if key in t and type_ != "netdev":
-            raise _err(f"{base}.{key}", f'not allowed for type "{type_}" (only for type "netdev")')
-    for key, only in _MODE_ONLY.items():
+            raise err(f"{base}.{key}", f'not allowed for type "{type_}" (only for type "netdev")')
+    for key, only in MODE_ONLY.items():
         if key in t and mode != only:
-            raise _err(f"{base}.{key}", f'not allowed for mode "{mode}" (only for mode "{only}")')
-    vlans = _get(t, base, "vlans", ALL_VLANS, parse_vlans)
-    native_vlan = _get(t, base, "native_vlan", None, _int_in(VLAN_MIN, VLAN_MAX))
+            raise err(f"{base}.{key}", f'not allowed for mode "{mode}" (only for mode "{only}")')
+    vlans = get_key(t, base, "vlans", ALL_VLANS, parse_vlans)
+    native_vlan = get_key(t, base, "native_vlan", None, int_in(VLAN_MIN, VLAN_MAX))
     if native_vlan is not None and not any(lo <= native_vlan <= hi for lo, hi in vlans):
-        raise _err(f"{base}.native_vlan", f"{native_vlan} is not in the port's vlans "
+        raise err(f"{base}.native_vlan", f"{native_vlan} is not in the port's vlans "
                    f"{format_vlans(vlans)} (the native VLAN must be allowed)")
     return PortConfig(
         name=name,
         type=type_,
         ifname=_port_ifname(t, base, name),
-        queues=_get(t, base, "queues", 1, _int_in(1, 16)),
-        netns=_get(t, base, "netns", None, _netns),
+        queues=get_key(t, base, "queues", 1, int_in(1, 16)),
+        netns=get_key(t, base, "netns", None, netns_name),
         mode=mode,
-        vlan=_get(t, base, "vlan", 1, _int_in(VLAN_MIN, VLAN_MAX)),
+        vlan=get_key(t, base, "vlan", 1, int_in(VLAN_MIN, VLAN_MAX)),
         vlans=vlans,
         native_vlan=native_vlan,
-        persist=_get(t, base, "persist", False, _bool),
-        rx_ring=_get(t, base, "rx_ring", None, _one_of(RX_RINGS)),
-        mtu=_get(t, base, "mtu", None, _int_in(68, 65535)),
-        offload=_get(t, base, "offload", OffloadConfig(), _offload),
-        allowed_macs=_get(t, base, "allowed_macs", (), _allowed_macs),
-        max_macs=_get(t, base, "max_macs", None, _int_in(1, MAX_MACS_LIMIT)),
-        dhcp_guard=_get(t, base, "dhcp_guard", False, _bool),
-        router_guard=_get(t, base, "router_guard", False, _bool),
-        broadcast_pps=_get(t, base, "broadcast_pps", None, _int_in(1, MAX_PPS)),
-        multicast_pps=_get(t, base, "multicast_pps", None, _int_in(1, MAX_PPS)),
-        unknown_unicast_pps=_get(t, base, "unknown_unicast_pps", None, _int_in(1, MAX_PPS)),
+        persist=get_key(t, base, "persist", False, boolean),
+        rx_ring=get_key(t, base, "rx_ring", None, one_of(RX_RINGS)),
+        mtu=get_key(t, base, "mtu", None, int_in(68, 65535)),
+        offload=get_key(t, base, "offload", OffloadConfig(), _offload),
+        allowed_macs=get_key(t, base, "allowed_macs", (), mac_list),
+        max_macs=get_key(t, base, "max_macs", None, int_in(1, MAX_MACS_LIMIT)),
+        dhcp_guard=get_key(t, base, "dhcp_guard", False, boolean),
+        router_guard=get_key(t, base, "router_guard", False, boolean),
+        broadcast_pps=get_key(t, base, "broadcast_pps", None, int_in(1, MAX_PPS)),
+        multicast_pps=get_key(t, base, "multicast_pps", None, int_in(1, MAX_PPS)),
+        unknown_unicast_pps=get_key(t, base, "unknown_unicast_pps", None, int_in(1, MAX_PPS)),
     )
 
 
-def _check_port_name(name: object, path: str = "ports") -> None:
+def check_port_name(name: object, path: str = "ports") -> None:
     if not isinstance(name, str) or not _PORT_NAME_RE.fullmatch(name):
-        raise _err(path, f"{_show(name)} is not a valid port name (1-32 of A-Z a-z 0-9 _ . -)")
+        raise err(path, f"{show(name)} is not a valid port name (1-32 of A-Z a-z 0-9 _ . -)")
 
 
 def _port_ifname(t: dict[str, Any], base: str, name: str) -> str:
     if "ifname" in t:
-        return _ifname(t["ifname"], f"{base}.ifname")
-    if _ifname_ok(name):
+        return interface_name(t["ifname"], f"{base}.ifname")
+    if ifname_ok(name):
         return name
-    raise _err(f"{base}.ifname", f"{_show(name)} (the port name, used when ifname is not set) "
-               f"is not a valid interface name ({_IFNAME_RULES}); set ifname")
+    raise err(f"{base}.ifname", f"{show(name)} (the port name, used when ifname is not set) "
+               f"is not a valid interface name ({IFNAME_RULES}); set ifname")
 
 
 def _check_unique(ports: Iterable[PortConfig], new: PortConfig) -> None:
     for other in ports:
         if other.name != new.name and (other.netns, other.ifname) == (new.netns, new.ifname):
             where = f' in netns "{new.netns}"' if new.netns else ""
-            raise _err(f"ports.{new.name}.ifname", f'"{new.ifname}"{where} is already used by '
+            raise err(f"ports.{new.name}.ifname", f'"{new.ifname}"{where} is already used by '
                        f"port {other.name} (each port needs its own interface)")
 
 
@@ -432,93 +443,18 @@ def with_port(cfg: Config, port: PortConfig) -> Config:
 
 def without_port(cfg: Config, name: str) -> Config:
     if name not in cfg.ports:
-        raise _err(f"ports.{name}", "no such port")
+        raise err(f"ports.{name}", "no such port")
     return dataclasses.replace(cfg, ports=Ports(p for p in cfg.ports.values() if p.name != name))
 
 
-# --- vswitchctl port add / port set ---------------------------------------------
-
-_KV_KEYS = tuple(k for k in _PORT_KEYS if k != "offload") + tuple(
-    f"offload.{k}" for k in _OFFLOAD_KEYS)
-_GUARD_BOOL_KEYS = ("dhcp_guard", "router_guard")
-_GUARD_INT_KEYS = ("max_macs", "broadcast_pps", "multicast_pps", "unknown_unicast_pps")
-_KV_INT_KEYS = ("queues", "vlan", "native_vlan", "mtu") + _GUARD_INT_KEYS
-_KV_BOOL_KEYS = ("persist", "offload.csum", "offload.tso") + _GUARD_BOOL_KEYS
-_KV_LIST_KEYS = ("allowed_macs",)
-_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
-               "false": False, "no": False, "off": False, "0": False}
-
-
-def port_from_kv(name: str, pairs: list[str]) -> PortConfig:
-    """Build a port from `key=value` words; an empty value means the default."""
-    _check_port_name(name)
-    table: dict[str, Any] = {}
-    for key, value in _parse_pairs(name, pairs).items():
-        _set_dotted(table, key, value)
-    return parse_port(name, table)
-
-
-def port_update(port: PortConfig, pairs: list[str]) -> PortConfig:
-    """Apply `key=value` words over `port` and validate the result as a whole.
-
-    Changing mode drops the old mode's VLAN keys, so the new mode starts from
-    its defaults (trunk: all VLANs, no native VLAN; access: VLAN 1) unless the
-    same command sets them.  An empty value resets a key to its default.
-    """
-    changes = _parse_pairs(port.name, pairs)
-    for key in ("type", "ifname", "netns"):
-        if key in changes and changes[key] != getattr(port, key):
-            raise _err(f"ports.{port.name}.{key}",
-                       "cannot be changed with port set (delete the port and add it again)")
-    table = port.to_dict()
-    if "mode" in changes and (changes["mode"] or "access") != port.mode:
-        for key in _MODE_ONLY:
-            table.pop(key, None)
-    for key, value in changes.items():
-        _set_dotted(table, key, value)
-    return parse_port(port.name, table)
-
-
-def _parse_pairs(name: str, pairs: list[str]) -> dict[str, Any]:
-    """`key=value` words -> {dotted key: typed value, or None for an empty value}."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not sep or not key:
-            raise _err(f"ports.{name}", f"{_show(pair)} is not a key=value pair "
-                       f"(keys: {', '.join(_KV_KEYS)})")
-        path = f"ports.{name}.{key}"
-        if key not in _KV_KEYS:
-            raise _err(path, f"unknown key (allowed: {', '.join(_KV_KEYS)})")
-        if key in out:
-            raise _err(path, "given more than once (give each key once)")
-        out[key] = _kv_value(key, raw)
-    return out
-
-
-def _kv_value(key: str, raw: str) -> Any:
-    # Values that do not convert stay strings, so parse_port reports them with
-    # the same message as the file would ("abc" is not an integer in 1-4094).
-    if raw == "":
-        return None
-    if key in _KV_INT_KEYS and re.fullmatch(r"[+-]?[0-9]+", raw):
-        return int(raw)
-    if key in _KV_BOOL_KEYS:
-        return _BOOL_WORDS.get(raw.lower(), raw)
-    if key in _KV_LIST_KEYS:
-        return [item.strip() for item in raw.split(",")]
-    return raw
-
-
-def _set_dotted(table: dict[str, Any], key: str, value: Any) -> None:
-    """Set (or, for None, remove) `key`, which may be "offload.csum", in `table`."""
-    head, _, leaf = key.rpartition(".")
-    target = table.setdefault(head, {}) if head else table
-    if value is None:
-        target.pop(leaf, None)
-    else:
-        target[leaf] = value
+def __getattr__(name: str) -> Any:
+    """port_from_kv() and port_update() live in vswitchd.port_args (it builds
+    on parse_port(), so it cannot be imported from here at load time); they
+    remain reachable as part of this module's contract."""
+    if name in ("port_from_kv", "port_update"):
+        from vswitchd import port_args
+        return getattr(port_args, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- Diff -------------------------------------------------------------------------
@@ -544,182 +480,7 @@ def diff(old: Config, new: Config) -> ConfigDiff:
     )
 
 
-# --- VLAN lists ---------------------------------------------------------------------
-
-def parse_vlans(text: object, key: str = "vlans") -> tuple[tuple[int, int], ...]:
-    """"1-100,200" -> ((1, 100), (200, 200)): sorted, overlaps and neighbours merged."""
-    if not isinstance(text, str):
-        raise _err(key, f"{_show(text)} is not a VLAN list string ({_VLANS_RULES})")
-    ranges = []
-    for item in text.split(","):
-        match = _VLAN_ITEM_RE.fullmatch(item.strip())
-        lo, hi = (int(match[1]), int(match[2] or match[1])) if match else (0, -1)
-        if not VLAN_MIN <= lo <= hi <= VLAN_MAX:
-            raise _err(key, f"{_show(text)} is not a valid VLAN list ({_VLANS_RULES})")
-        ranges.append((lo, hi))
-    merged: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-        else:
-            merged.append((lo, hi))
-    return tuple(merged)
-
-
-def format_vlans(ranges: Iterable[tuple[int, int]]) -> str:
-    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
-
-
-# --- Value checkers: each takes (value, key path) and returns the clean value --------
-
-def _err(key: str, problem: str) -> ConfigError:
-    return ConfigError(f"{key}: {problem}" if key else problem, key=key or None)
-
-
-def _show(value: object) -> str:
-    """A value as the user would have written it in TOML, kept short and on one line."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, str) and len(value) > 60:
-        value = value[:57] + "..."
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):  # dates and times
-        return " ".join(str(value).split())
-
-
-def _check_keys(data: object, path: str, allowed: tuple[str, ...],
-                what: str = "key") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise _err(path, f"{_show(data)} is not a table (keys: {', '.join(allowed)})")
-    for key in data:
-        if key not in allowed:
-            raise _err(f"{path}.{key}" if path else key,
-                       f"unknown {what} (allowed: {', '.join(allowed)})")
-    return data
-
-
-def _get(table: dict[str, Any], path: str, key: str, default: T,
-         check: Callable[[Any, str], T]) -> T:
-    return check(table[key], f"{path}.{key}") if key in table else default
-
-
-def _int_in(lo: int, hi: int) -> Callable[[Any, str], int]:
-    def check(value: Any, key: str) -> int:
-        # bool is an int subclass: `vlan = true` must not mean VLAN 1.
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _err(key, f"{_show(value)} is not an integer in {lo}-{hi}")
-        if not lo <= value <= hi:
-            raise _err(key, f"{value} is not in {lo}-{hi}")
-        return value
-    return check
-
-
-def _one_of(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
-    def check(value: Any, key: str) -> str:
-        if value not in choices or not isinstance(value, str):
-            raise _err(key, f"{_show(value)} is not one of {', '.join(choices)}")
-        return value
-    return check
-
-
-def _bool(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise _err(key, f"{_show(value)} is not a boolean (true or false)")
-    return value
-
-
-def _text(rules: str, ok: Callable[[str], bool]) -> Callable[[Any, str], str]:
-    """A checker for a string value that must satisfy `ok`; `rules` says what is allowed."""
-    def check(value: Any, key: str) -> str:
-        if not isinstance(value, str) or not ok(value):
-            raise _err(key, f"{_show(value)} is not {rules}")
-        return value
-    return check
-
-
-def _ifname_ok(value: str) -> bool:
-    # Linux dev_valid_name(): also rejects ":" (alias syntax) and "." / "..".
-    return (0 < len(value.encode()) < _IFNAMSIZ and value not in (".", "..")
-            and not any(c in "/:\0" or c.isspace() for c in value))
-
-
-def _listen_ok(value: str) -> bool:
-    try:
-        return not value or bool(_split_listen(value))
-    except ValueError:
-        return False
-
-
-_ifname = _text(f"a valid interface name ({_IFNAME_RULES})", _ifname_ok)
-_netns = _text('a valid netns name (a name in /run/netns: no "/")', lambda v: (
-    0 < len(v) <= 255 and v not in (".", "..") and "/" not in v and "\0" not in v))
-_socket_path = _text(f"an absolute path (shorter than {_SUN_PATH_MAX} bytes)", lambda v: (
-    v.startswith("/") and "\0" not in v and len(v.encode()) < _SUN_PATH_MAX))
-_mode_text = _text('an octal mode string (like "0660")', lambda v: bool(_MODE_RE.fullmatch(v)))
-_group_text = _text('a group name (or "" to leave the group alone)', lambda v: not any(
-    c in ":\0" or c.isspace() for c in v))
-_listen = _text(f"a valid listen address ({_LISTEN_RULES})", _listen_ok)
-
-
-def _octal_mode(value: Any, key: str) -> int:
-    return int(_mode_text(value, key), 8)
-
-
-def _group(value: Any, key: str) -> str | None:
-    return _group_text(value, key) or None
-
-
-def _cpus(value: Any, key: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value:
-        raise _err(key, f"{_show(value)} is not a list of CPU numbers "
-                   "(like [0, 1]; omit cpus to use all online CPUs)")
-    cpus = tuple(_int_in(0, _MAX_CPU)(cpu, f"{key}[{i}]") for i, cpu in enumerate(value))
-    for i, cpu in enumerate(cpus):
-        if cpu in cpus[:i]:
-            raise _err(key, f"CPU {cpu} is listed twice (each CPU at most once)")
-    return cpus
-
-
 def _offload(value: Any, key: str) -> OffloadConfig:
-    t = _check_keys(value, key, _OFFLOAD_KEYS)
-    return OffloadConfig(csum=_get(t, key, "csum", True, _bool),
-                         tso=_get(t, key, "tso", True, _bool))
-
-
-def _allowed_macs(value: Any, key: str) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise _err(key, f"{_show(value)} is not a list of MAC addresses "
-                   '(like ["02:00:00:00:00:01"])')
-    if len(value) > MAX_ALLOWED_MACS:
-        raise _err(key, f"{len(value)} MAC addresses are too many (at most {MAX_ALLOWED_MACS})")
-    macs: list[str] = []
-    for item in value:
-        if not isinstance(item, str) or not _MAC_RE.fullmatch(item):
-            raise _err(key, f"{_show(item)} is not a MAC address")
-        mac = item.lower()
-        if int(mac[:2], 16) & 1:
-            raise _err(key, f"{_show(item)} is a multicast address (sources are unicast)")
-        if mac in macs:
-            raise _err(key, f"{_show(item)} is listed twice (each MAC at most once)")
-        macs.append(mac)
-    return tuple(macs)
-
-
-def _split_listen(text: str) -> tuple[str, int]:
-    """"127.0.0.1:9477" -> ("127.0.0.1", 9477); "[::1]:9477" -> ("::1", 9477)."""
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        ipaddress.IPv6Address(host)
-    else:
-        host, sep, port = text.rpartition(":")
-        if not _HOST_RE.fullmatch(host):
-            raise ValueError(text)
-        if re.fullmatch(r"[0-9.]+", host):
-            ipaddress.IPv4Address(host)
-    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) <= 65535:
-        raise ValueError(text)
-    return host, int(port)
-
+    t = check_keys(value, key, OFFLOAD_KEYS)
+    return OffloadConfig(csum=get_key(t, key, "csum", True, boolean),
+                         tso=get_key(t, key, "tso", True, boolean))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vswitchd import config as cfgmod
-from vswitchd import fdstore, rebalance
+from vswitchd import fdstore, port_args, rebalance
 from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import DROP_REASONS, MAX_PORTS, PortParams, Switch, WorkerStats
@@ -220,7 +220,7 @@ class VSwitch:
     async def port_add(self, name: str, pairs: list[str]) -> str:
         if name in self.config.ports:
             raise VswitchError(f"ports.{name}: port already exists")
-        await self.apply(cfgmod.with_port(self.config, cfgmod.port_from_kv(name, pairs)))
+        await self.apply(cfgmod.with_port(self.config, port_args.port_from_kv(name, pairs)))
         return f"port {name} added"
 
     async def port_del(self, name: str) -> str:
@@ -230,7 +230,7 @@ class VSwitch:
     async def port_set(self, name: str, pairs: list[str]) -> str:
         if name not in self.config.ports:
             raise VswitchError(f"ports.{name}: no such port")
-        updated = cfgmod.port_update(self.config.ports[name], pairs)
+        updated = port_args.port_update(self.config.ports[name], pairs)
         await self.apply(cfgmod.with_port(self.config, updated))
         return f"port {name} updated"
 
