@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from vswitchd import reports
 from vswitchd.control import ControlServer
 from vswitchd.errors import VswitchError
 from vswitchd.switch import VSwitch
@@ -58,9 +59,9 @@ def register(server: ControlServer, switch: VSwitch,
     async def do_reload(a: dict[str, Any]) -> dict[str, str]:
         return {"message": await reload()}
 
-    server.register("show", lambda a: switch.show(), "",
+    server.register("show", lambda a: reports.show(switch), "",
                     "Show every port: type, interface, VLANs, link, queues, counters")
-    server.register("fdb/show", lambda a: switch.fdb_show(_vlan(a), _str(a, "port")),
+    server.register("fdb/show", lambda a: reports.fdb_show(switch, _vlan(a), _str(a, "port")),
                     "[--vlan N] [--port P]", "List learned MAC addresses with their age")
     server.register("fdb/flush", lambda a: switch.fdb_flush(_vlan(a), _str(a, "port")),
                     "[--vlan N] [--port P]", "Forget learned MAC addresses")
@@ -69,9 +70,9 @@ def register(server: ControlServer, switch: VSwitch,
     server.register("port/del", port_del, "NAME", "Detach a port")
     server.register("port/set", port_set, "NAME key=value...", "Change a port in place")
     server.register("reload", do_reload, "", "Re-read the config file and apply the difference")
-    server.register("workers", lambda a: switch.workers(), "",
+    server.register("workers", lambda a: reports.workers(switch), "",
                     "Show each worker's CPU, busy ratio and rx queues")
     server.register("rebalance", lambda a: {"message": switch.rebalance(force=True)}, "",
                     "Reassign rx queues to workers by their measured load now")
-    server.register("stats", lambda a: switch.stats(_str(a, "port")), "[--port P]",
+    server.register("stats", lambda a: reports.stats(switch, _str(a, "port")), "[--port P]",
                     "Show every counter and drop reason per port, and MAC table events")

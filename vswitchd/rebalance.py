@@ -13,6 +13,7 @@ Loads are fractions of one core (busy ns per wall ns).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -83,3 +84,47 @@ def loads_from_delta(before: Mapping[RxqKey, int], after: Mapping[RxqKey, int],
     if elapsed_ns <= 0:
         return {k: 0.0 for k in after}
     return {k: max(0, v - before.get(k, 0)) / elapsed_ns for k, v in after.items()}
+
+
+class LoadSampler:
+    """Samples of cumulative busy time, turned into loads.
+
+    ``take()`` records each worker's (busy ns, idle ns) and each queue's busy
+    ns, all cumulative; against
+    the previous sample it derives each worker's busy ratio and each queue's
+    load, and keeps the last ``keep`` worker-ratio samples for
+    ``overloaded()``.
+    """
+
+    def __init__(self) -> None:
+        self._at_ns: int | None = None
+        self._workers: list[tuple[int, int]] = []
+        self._rxq_busy_ns: dict[RxqKey, int] = {}
+        self.worker_ratio: list[float] = []
+        self.rxq_load: dict[RxqKey, float] = {}
+        self._history: deque[list[float]] = deque()
+
+    def take(self, now_ns: int, workers: list[tuple[int, int]],
+             rxq_busy_ns: dict[RxqKey, int], keep: int) -> None:
+        if self._at_ns is not None:
+            ratios = []
+            for w, (busy_ns, idle_ns) in enumerate(workers):
+                old_busy, old_idle = self._workers[w] if w < len(self._workers) else (0, 0)
+                busy, idle = busy_ns - old_busy, idle_ns - old_idle
+                ratios.append(busy / (busy + idle) if busy + idle > 0 else 0.0)
+            self.worker_ratio = ratios
+            self.rxq_load = loads_from_delta(self._rxq_busy_ns, rxq_busy_ns,
+                                             now_ns - self._at_ns)
+            self._history.append(ratios)
+        self._at_ns, self._workers, self._rxq_busy_ns = now_ns, workers, rxq_busy_ns
+        while len(self._history) > keep:
+            self._history.popleft()
+
+    def overloaded(self, threshold: float, needed: int) -> bool:
+        """At least ``needed`` samples, each with one worker at or above
+        ``threshold`` while another had room (see ``overloaded()``)."""
+        return len(self._history) >= needed and overloaded(list(self._history), threshold)
+
+    def forget_history(self) -> None:
+        """After a rebalance: the old samples describe the old assignment."""
+        self._history.clear()

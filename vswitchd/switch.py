@@ -21,15 +21,13 @@ import asyncio
 import logging
 import os
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from vswitchd import config as cfgmod
 from vswitchd import fdstore, port_args, rebalance
 from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
-from vswitchd.fastpath import DROP_REASONS, MAX_PORTS, PortParams, Switch, WorkerStats
+from vswitchd.fastpath import MAX_PORTS, PortParams, Switch
 from vswitchd.ports import LinkMonitor, NetdevPort, PortIO, TapPort, in_netns, netns_exists
 from vswitchd.ports.base import Rtnl
 from vswitchd.rxq import RxqKey, assign, by_worker
@@ -62,17 +60,6 @@ class Port:
             unknown_unicast_pps=self.cfg.unknown_unicast_pps or 0)
 
 
-@dataclass
-class _LoadSample:
-    """Cumulative busy time at one instant, and the loads since the one before."""
-
-    at_ns: int
-    workers: list[WorkerStats]
-    rxq_busy_ns: dict[RxqKey, int]
-    worker_ratio: list[float] = field(default_factory=list)
-    rxq_load: dict[RxqKey, float] = field(default_factory=dict)
-
-
 def online_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
@@ -98,12 +85,11 @@ class VSwitch:
         self.ports: dict[str, Port] = {}
         # Configured ports whose interface vanished; retried every second.
         self.lost: dict[str, PortConfig] = {}
-        self._rxq: dict[RxqKey, int] = {}
+        self.rxq: dict[RxqKey, int] = {}
         self._fast: Switch | None = None
         self._linkmon = LinkMonitor()
         self._aging_task: asyncio.Task[None] | None = None
-        self._sample: _LoadSample | None = None
-        self._history: deque[list[float]] = deque()
+        self.load = rebalance.LoadSampler()
         self._last_rebalance = time.monotonic()
         self.rebalances = 0
         self._lock = asyncio.Lock()
@@ -366,12 +352,11 @@ class VSwitch:
     def _publish(self) -> None:
         ports = sorted(self.ports.values(), key=lambda p: p.id)
         queues = [(p.cfg.name, q) for p in ports for q in range(len(p.io.fds))]
-        load = (self._sample.rxq_load if self._sample is not None
-                and self.config.switch.rxq_assign == "cycles" else None)
-        self._rxq = assign(queues, self.n_workers, previous=self._rxq, load=load)
+        load = self.load.rxq_load if self.config.switch.rxq_assign == "cycles" else None
+        self.rxq = assign(queues, self.n_workers, previous=self.rxq, load=load)
         ids = {p.cfg.name: p.id for p in ports}
         rxqs = {w: [(ids[name], q) for name, q in keys]
-                for w, keys in by_worker(self._rxq).items()}
+                for w, keys in by_worker(self.rxq).items()}
         self.fast.publish([p.params() for p in ports], rxqs)
 
     # Timers.
@@ -393,27 +378,12 @@ class VSwitch:
                 self._maybe_rebalance()
 
     def _take_sample(self) -> None:
-        """Records cumulative busy times and, against the previous sample,
-        each worker's busy ratio and each queue's load."""
-        now = _LoadSample(
-            at_ns=time.monotonic_ns(),
-            workers=[self.fast.worker_stats(w) for w in range(self.n_workers)],
-            rxq_busy_ns={(p.cfg.name, q): self.fast.rxq_stats(p.id, q).busy_ns
-                         for p in self.ports.values() for q in range(len(p.io.fds))})
-        prev = self._sample
-        if prev is not None:
-            for w, stats in enumerate(now.workers):
-                old = prev.workers[w] if w < len(prev.workers) else WorkerStats()
-                busy, idle = stats.busy_ns - old.busy_ns, stats.idle_ns - old.idle_ns
-                now.worker_ratio.append(busy / (busy + idle) if busy + idle > 0 else 0.0)
-            now.rxq_load = rebalance.loads_from_delta(prev.rxq_busy_ns, now.rxq_busy_ns,
-                                                      now.at_ns - prev.at_ns)
-            self._history.append(now.worker_ratio)
-        self._sample = now
         sw = self.config.switch
-        keep = max(1, sw.rebalance_interval_s // sw.rebalance_sample_s)
-        while len(self._history) > keep:
-            self._history.popleft()
+        queues = {(p.cfg.name, q): self.fast.rxq_stats(p.id, q).busy_ns
+                  for p in self.ports.values() for q in range(len(p.io.fds))}
+        workers = [self.fast.worker_stats(w) for w in range(self.n_workers)]
+        self.load.take(time.monotonic_ns(), [(w.busy_ns, w.idle_ns) for w in workers], queues,
+                       keep=max(1, sw.rebalance_interval_s // sw.rebalance_sample_s))
 
     def _maybe_rebalance(self) -> None:
         sw = self.config.switch
@@ -422,20 +392,16 @@ class VSwitch:
         if time.monotonic() - self._last_rebalance < sw.rebalance_interval_s:
             return
         needed = max(1, sw.rebalance_interval_s // sw.rebalance_sample_s)
-        if len(self._history) < needed:
-            return
-        if rebalance.overloaded(list(self._history), sw.rebalance_load_threshold / 100):
+        if self.load.overloaded(sw.rebalance_load_threshold / 100, needed):
             self.rebalance(force=False)
 
     def rebalance(self, force: bool = True) -> str:
         """Reassigns rx queues by their measured load; without ``force``
         only when that improves the busiest worker by the configured
         percentage.  Returns what was done, for the log and vswitchctl."""
-        if self._sample is None or not self._sample.rxq_load:
+        if not self.load.rxq_load:
             self._take_sample()
-        loads = self._sample.rxq_load if self._sample else {}
-        current = {k: w for k, w in self._rxq.items()}
-        plan = rebalance.plan(current, loads, self.n_workers)
+        plan = rebalance.plan(self.rxq, self.load.rxq_load, self.n_workers)
         self._last_rebalance = time.monotonic()
         before = "/".join(f"{x:.0%}" for x in plan.before)
         after = "/".join(f"{x:.0%}" for x in plan.after)
@@ -445,10 +411,10 @@ class VSwitch:
             msg = (f"rebalance: skipped, improvement {plan.improvement_pct:.0f}% is below "
                    f"{self.config.switch.rebalance_improvement}% (worker loads {before})")
         else:
-            self._rxq = plan.assignment
+            self.rxq = plan.assignment
             self._publish()
             self.rebalances += 1
-            self._history.clear()
+            self.load.forget_history()
             msg = (f"rebalance: moved {plan.moves} rx queues, worker loads {before} -> "
                    f"{after} (expected)")
         log.info("%s", msg)
@@ -463,87 +429,7 @@ class VSwitch:
             raise VswitchError(f"ports.{name}: no such port")
         return self.ports[name]
 
-    def _counters(self, port: Port) -> tuple[dict[str, int], dict[str, int]]:
-        counters = self.fast.port_counters(port.id)
-        drops = {k: counters.pop(k) for k in DROP_REASONS}
-        return counters, drops
-
-    def show(self) -> dict[str, Any]:
-        ports = []
-        for port in sorted(self.ports.values(), key=lambda p: p.cfg.name):
-            pc = port.cfg
-            counters, drops = self._counters(port)
-            trunk = pc.mode == "trunk"
-            ports.append({
-                "name": pc.name, "type": pc.type, "ifname": pc.ifname, "netns": pc.netns,
-                "mode": pc.mode, "vlan": None if trunk else pc.vlan,
-                "vlans": pc.vlans_text() if trunk else None,
-                "native_vlan": pc.native_vlan if trunk else None,
-                "link": "up" if port.link_up else "down", "queues": len(port.io.fds),
-                "offload": {"csum": port.io.offload_csum, "tso": port.io.offload_tso},
-                "rx_packets": counters["rx_packets"], "rx_bytes": counters["rx_bytes"],
-                "tx_packets": counters["tx_packets"], "tx_bytes": counters["tx_bytes"],
-                "drops": sum(drops.values()),
-                "drops_by_reason": {k: v for k, v in drops.items() if v},
-            })
-        for name, pc in sorted(self.lost.items()):
-            ports.append({
-                "name": name, "type": pc.type, "ifname": pc.ifname, "netns": pc.netns,
-                "mode": pc.mode, "vlan": None if pc.mode == "trunk" else pc.vlan,
-                "vlans": pc.vlans_text() if pc.mode == "trunk" else None,
-                "native_vlan": pc.native_vlan if pc.mode == "trunk" else None,
-                "link": "absent", "queues": pc.queues,
-                "offload": {"csum": pc.offload.csum, "tso": pc.offload.tso},
-                "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0, "drops": 0,
-                "drops_by_reason": {}})
-        ports.sort(key=lambda p: str(p["name"]))
-        return {"switch": {"workers": self.n_workers, "mac_entries": len(self.fast.macs),
-                           "mac_table_size": self.fast.macs.capacity,
-                           "mac_aging_s": self.config.switch.mac_aging_s,
-                           "config_generation": self.generation},
-                "ports": ports}
-
-    def fdb_show(self, vlan: int | None = None, port: str | None = None) -> list[dict[str, Any]]:
-        want = self.port_by_name(port)
-        names = {p.id: p.cfg.name for p in self.ports.values()}
-        now = int(time.monotonic())
-        rows = [{"vlan": e.vlan, "mac": e.mac, "port": names.get(e.port, str(e.port)),
-                 "age_s": max(0, now - e.seen_s)}
-                for e in self.fast.macs.dump()
-                if (vlan is None or e.vlan == vlan) and (want is None or e.port == want.id)]
-        return sorted(rows, key=lambda r: (r["vlan"], r["mac"]))
-
     def fdb_flush(self, vlan: int | None = None, port: str | None = None) -> dict[str, int]:
         want = self.port_by_name(port)
         n = self.fast.macs.flush(vlan=vlan, port=None if want is None else want.id)
         return {"flushed": n}
-
-    def stats(self, port: str | None = None) -> dict[str, Any]:
-        want = self.port_by_name(port)
-        rows = []
-        for p in sorted(self.ports.values(), key=lambda p: p.cfg.name):
-            if want is None or p is want:
-                counters, drops = self._counters(p)
-                rows.append({"name": p.cfg.name, "counters": counters, "drops": drops})
-        return {"ports": rows, "mac_table": self.fast.macs.stats().__dict__}
-
-    def workers(self) -> list[dict[str, Any]]:
-        names = {p.cfg.name: p for p in self.ports.values()}
-        queues = by_worker(self._rxq)
-        out = []
-        sample = self._sample
-        ratios = sample.worker_ratio if sample else []
-        loads = sample.rxq_load if sample else {}
-        for w in range(self.n_workers):
-            stats = self.fast.worker_stats(w)
-            out.append({
-                "worker": w, "cpu": self.cpus[w % len(self.cpus)] if self.cpus else None,
-                "busy_ratio": round(ratios[w] if w < len(ratios) else 0.0, 4),
-                "frames": stats.frames, "polls": stats.polls,
-                "avg_batch": round(stats.frames / stats.polls, 2) if stats.polls else 0.0,
-                "rx_queues": [{"port": name, "queue": q,
-                               "busy_ratio": round(loads.get((name, q), 0.0), 4)}
-                              for name, q in queues.get(w, []) if name in names],
-            })
-        return out
-
