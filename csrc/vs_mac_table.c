@@ -372,6 +372,48 @@ vs_mac_lookup(const struct vs_mac_table *t, uint16_t vlan, const uint8_t *mac)
     return VS_PORT_NONE;
 }
 
+/* Which live entries a removal pass takes: the control thread's aging and
+ * flushes are one walk over the table with different tests. */
+struct removal {
+    int aging;                  /* 1: by age; 0: by VLAN and port */
+    uint32_t now_s, aging_s;
+    int32_t vlan;               /* -1: any */
+    int64_t port;               /* -1: any */
+};
+
+static int
+removal_matches(const struct removal *r, const struct slot *s, uint64_t k)
+{
+    if (r->aging) {
+        int32_t age = (int32_t) (r->now_s - atomic_load_explicit(
+                                                &s->seen_s, memory_order_relaxed));
+        return age >= 0 && (uint32_t) age >= r->aging_s;
+    }
+    if (r->vlan != -1 && (int64_t) ((k >> KEY_VLAN_SHIFT) & 0xfff) != r->vlan) {
+        return 0;
+    }
+    return r->port == -1
+           || (int64_t) atomic_load_explicit(&s->port, memory_order_relaxed) == r->port;
+}
+
+/* Removes every live entry of 't' that 'r' matches; returns how many. */
+static uint32_t
+remove_matching(struct vs_mac_table *t, const struct removal *r)
+{
+    uint32_t removed = 0;
+    for (uint64_t bi = 0; bi <= t->bucket_mask; bi++) {
+        struct bucket *b = &t->buckets[bi];
+        for (int i = 0; i < BUCKET_SLOTS; i++) {
+            struct slot *s = &b->slots[i];
+            uint64_t k = atomic_load_explicit(&s->key, memory_order_acquire);
+            if (key_is_live(k) && removal_matches(r, s, k) && remove_slot(t, s, k)) {
+                removed++;
+            }
+        }
+    }
+    return removed;
+}
+
 /* Removes from 't' every entry whose address has not been learned for
  * 'aging_s' seconds or more at time 'now_s' (seconds), that is whose
  * now_s - seen_s >= aging_s; 'aging_s' 0 removes every entry.  An entry
@@ -383,24 +425,8 @@ vs_mac_lookup(const struct vs_mac_table *t, uint16_t vlan, const uint8_t *mac)
 uint32_t
 vs_mac_age(struct vs_mac_table *t, uint32_t now_s, uint32_t aging_s)
 {
-    uint32_t removed = 0;
-    for (uint64_t bi = 0; bi <= t->bucket_mask; bi++) {
-        struct bucket *b = &t->buckets[bi];
-        for (int i = 0; i < BUCKET_SLOTS; i++) {
-            struct slot *s = &b->slots[i];
-            uint64_t k = atomic_load_explicit(&s->key, memory_order_acquire);
-            if (!key_is_live(k)) {
-                continue;
-            }
-            int32_t age = (int32_t) (now_s - atomic_load_explicit(
-                                                 &s->seen_s,
-                                                 memory_order_relaxed));
-            if (age >= 0 && (uint32_t) age >= aging_s
-                && remove_slot(t, s, k)) {
-                removed++;
-            }
-        }
-    }
+    struct removal r = { .aging = 1, .now_s = now_s, .aging_s = aging_s };
+    uint32_t removed = remove_matching(t, &r);
     atomic_fetch_add_explicit(&t->aged, removed, memory_order_relaxed);
     return removed;
 }
@@ -414,30 +440,8 @@ vs_mac_age(struct vs_mac_table *t, uint32_t now_s, uint32_t aging_s)
 uint32_t
 vs_mac_flush(struct vs_mac_table *t, int32_t vlan, int64_t port)
 {
-    uint32_t removed = 0;
-    for (uint64_t bi = 0; bi <= t->bucket_mask; bi++) {
-        struct bucket *b = &t->buckets[bi];
-        for (int i = 0; i < BUCKET_SLOTS; i++) {
-            struct slot *s = &b->slots[i];
-            uint64_t k = atomic_load_explicit(&s->key, memory_order_acquire);
-            if (!key_is_live(k)) {
-                continue;
-            }
-            if (vlan != -1
-                && (int64_t) ((k >> KEY_VLAN_SHIFT) & 0xfff) != vlan) {
-                continue;
-            }
-            if (port != -1
-                && (int64_t) atomic_load_explicit(&s->port,
-                                                  memory_order_relaxed)
-                   != port) {
-                continue;
-            }
-            if (remove_slot(t, s, k)) {
-                removed++;
-            }
-        }
-    }
+    struct removal r = { .aging = 0, .vlan = vlan, .port = port };
+    uint32_t removed = remove_matching(t, &r);
     atomic_fetch_add_explicit(&t->flushed, removed, memory_order_relaxed);
     return removed;
 }

@@ -16,11 +16,11 @@ LISTEN_FDS nothing is inherited: the daemon then opens TAPs afresh.
 
 from __future__ import annotations
 
-import array
 import fcntl
 import logging
 import os
-import socket
+
+from vswitchd import sdnotify
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +56,10 @@ def inherited() -> dict[str, list[int]]:
 
 
 def _send(message: str, fds: list[int] | None = None) -> bool:
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return False
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.sendmsg([message.encode()], anc, 0, path)
-    except OSError as exc:
-        log.warning("cannot reach the service manager's fd store: %s", exc)
-        return False
-    return True
+    sent = sdnotify.notify(message, fds=fds)
+    if not sent and os.environ.get("NOTIFY_SOCKET"):
+        log.warning("cannot reach the service manager's fd store")
+    return sent
 
 
 def store(name: str, fds: list[int]) -> bool:

@@ -7,21 +7,24 @@ variable every call is a no-op, so the daemon runs the same in a terminal.
 
 from __future__ import annotations
 
+import array
 import os
 import socket
 
 
-def notify(*lines: str) -> bool:
+def notify(*lines: str, fds: list[int] | None = None) -> bool:
     """Sends ``lines`` (e.g. "READY=1", "STATUS=...") to the service
-    manager; returns False when there is none or it cannot be reached."""
+    manager, with copies of ``fds`` attached (SCM_RIGHTS, for FDSTORE=1);
+    returns False when there is none or it cannot be reached."""
     path = os.environ.get("NOTIFY_SOCKET")
     if not path:
         return False
     if path.startswith("@"):
         path = "\0" + path[1:]
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.sendto("\n".join(lines).encode(), path)
+            s.sendmsg(["\n".join(lines).encode()], anc, 0, path)
     except OSError:
         return False
     return True
