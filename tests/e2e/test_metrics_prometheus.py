@@ -1,7 +1,7 @@
 """The exporter end to end: the real daemon, real TAPs, a real Prometheus.
 
 The daemon runs as a subprocess on its own config, management socket and
-metrics port; its TAPs live in namespaces "vsm-XXXXXXXX" created here and
+metrics port; its TAPs live in namespaces from the shared `netns` fixture,
 deleted by exact name.  A real Prometheus server (Debian package
 `prometheus`) scrapes it every second; the test reads the result back from
 Prometheus's query API, so names, types and the text format are checked by
@@ -144,22 +144,6 @@ class Daemon:
 
 
 @pytest.fixture
-def namespaces() -> Iterator[Callable[[], str]]:
-    """Factory: a fresh namespace "vsm-XXXXXXXX"; deleted by exact name."""
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"vsm-{secrets.token_hex(4)}"
-        sh("ip", "netns", "add", name)
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        sh("ip", "netns", "del", name, check=False)
-
-
-@pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     """Factory: a started daemon; stopped afterwards (exit code checked by
     the test), and its root-namespace TAPs removed by exact name if it left
@@ -253,8 +237,8 @@ def in_ns(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
     return sh("ip", "netns", "exec", ns, *cmd, check=check)
 
 
-def test_prometheus_scrapes_port_counters_of_a_ping(daemon, namespaces, prometheus):
-    a, b = namespaces(), namespaces()
+def test_prometheus_scrapes_port_counters_of_a_ping(daemon, netns, prometheus):
+    a, b = netns(), netns()
     d = daemon({"a": tap_in(a), "b": tap_in(b)})
     for ns, ip in ((a, "10.78.0.1/24"), (b, "10.78.0.2/24")):
         in_ns(ns, "ip", "addr", "add", ip, "dev", f"vm{ns[-8:]}")

@@ -59,21 +59,29 @@ def iperf(client_ns: str, server_ns: str, dst: str, port: int, secs: int = 3) ->
         server.wait()
 
 
+def tap_and_veth(started: list[RunningDaemon], tmp_path: Path, netns, veth, *,
+                 tap: dict | None = None, netdev: dict | None = None, workers: int = 1):
+    """A daemon with a TAP port "t" in namespace a and a netdev port "v" on a
+    veth whose peer is in namespace b, both up; returns (d, a, b, tap_if, ns_end)."""
+    a, b = netns(), netns()
+    host_end, ns_end = veth(peer_netns=b)
+    tap_if = f"vt{a[-8:]}"
+    d = RunningDaemon(tmp_path, {"t": {"type": "tap", "ifname": tap_if, "netns": a, **(tap or {})},
+                                 "v": {"type": "netdev", "ifname": host_end, **(netdev or {})}},
+                      switch={"workers": workers})
+    d.start()
+    started.append(d)
+    run(b, "ip", "link", "set", ns_end, "up")
+    return d, a, b, tap_if, ns_end
+
+
 @pytest.mark.parametrize("ring", ["2", "3", "0"])
 def test_netdev_ring_carries_ping_and_tcp_with_gso_frames(
         ring: str, daemon_env, started: list[RunningDaemon], tmp_path: Path, netns, veth) -> None:
     import json
 
     daemon_env(ring)
-    a, b = netns(), netns()
-    host_end, ns_end = veth(peer_netns=b)
-    tap_if = f"vt{a[-8:]}"
-    d = RunningDaemon(tmp_path, {"t": {"type": "tap", "ifname": tap_if, "netns": a},
-                                 "v": {"type": "netdev", "ifname": host_end}},
-                      switch={"workers": 1})
-    d.start()
-    started.append(d)
-    run(b, "ip", "link", "set", ns_end, "up")
+    d, a, b, tap_if, ns_end = tap_and_veth(started, tmp_path, netns, veth)
     d.wait_ports_up("t", "v")
     addr(a, tap_if, "10.77.9.1/24")
     run(b, "ip", "addr", "add", "10.77.9.2/24", "dev", ns_end)
@@ -108,15 +116,8 @@ def test_netdev_ring_port_removal_unmaps_it(
         ring: str, daemon_env, started: list[RunningDaemon], tmp_path: Path, netns,
         veth) -> None:
     daemon_env(ring)
-    a, b = netns(), netns()
-    host_end, ns_end = veth(peer_netns=b)
-    tap_if = f"vt{a[-8:]}"
-    d = RunningDaemon(tmp_path, {"t": {"type": "tap", "ifname": tap_if, "netns": a},
-                                 "v": {"type": "netdev", "ifname": host_end, "queues": 2}},
-                      switch={"workers": 2})
-    d.start()
-    started.append(d)
-    run(b, "ip", "link", "set", ns_end, "up")
+    d, a, b, tap_if, ns_end = tap_and_veth(started, tmp_path, netns, veth,
+                                           netdev={"queues": 2}, workers=2)
     d.wait_ports_up("t", "v")
     addr(a, tap_if, "10.77.10.1/24")
     run(b, "ip", "addr", "add", "10.77.10.2/24", "dev", ns_end)
@@ -139,15 +140,8 @@ def test_tagged_frame_on_netdev_trunk_keeps_its_vlan(
     from tests.frames import BROADCAST, eth
 
     daemon_env(ring)
-    a, b = netns(), netns()
-    host_end, ns_end = veth(peer_netns=b)
-    tap_if = f"vt{a[-8:]}"
-    d = RunningDaemon(tmp_path, {"t": {"type": "tap", "ifname": tap_if, "netns": a, "vlan": 10},
-                                 "v": {"type": "netdev", "ifname": host_end, "mode": "trunk",
-                                       "vlans": "10"}},
-                      switch={"workers": 1})
-    d.start()
-    started.append(d)
+    d, a, b, tap_if, ns_end = tap_and_veth(started, tmp_path, netns, veth, tap={"vlan": 10},
+                                           netdev={"mode": "trunk", "vlans": "10"})
     run(a, "ip", "link", "set", tap_if, "up")
     d.wait_ports_up("t", "v")
     src = bytes.fromhex("020000000b01")
@@ -163,16 +157,8 @@ def test_tagged_frame_on_netdev_trunk_keeps_its_vlan(
 def test_rx_ring_config_key_picks_the_ring_per_port(
         rx_ring: str, mapped: int, started: list[RunningDaemon], tmp_path: Path, netns,
         veth) -> None:
-    a, b = netns(), netns()
-    host_end, ns_end = veth(peer_netns=b)
-    tap_if = f"vt{a[-8:]}"
-    d = RunningDaemon(tmp_path, {"t": {"type": "tap", "ifname": tap_if, "netns": a},
-                                 "v": {"type": "netdev", "ifname": host_end,
-                                       "rx_ring": rx_ring}},
-                      switch={"workers": 1})
-    d.start()
-    started.append(d)
-    run(b, "ip", "link", "set", ns_end, "up")
+    d, a, b, tap_if, ns_end = tap_and_veth(started, tmp_path, netns, veth,
+                                           netdev={"rx_ring": rx_ring})
     d.wait_ports_up("t", "v")
     addr(a, tap_if, "10.77.10.1/24")
     run(b, "ip", "addr", "add", "10.77.10.2/24", "dev", ns_end)

@@ -1,7 +1,5 @@
 """Internet checksums (csrc/vs_csum.c) against RFC 1071 and scapy."""
 
-import pathlib
-import re
 import struct
 
 import pytest
@@ -12,17 +10,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 from vswitchd._fastpath import ffi, lib
 
-COUNTERS_H = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "vs_counters.h"
-
-
-def reason(name: str) -> int:
-    """Value of VS_C_<name>: from the cffi module if it exports the counter
-    enum, otherwise from its X-macro in vs_counters.h (same order)."""
-    value = getattr(lib, "VS_C_" + name, None)
-    if value is not None:
-        return value
-    names = re.findall(r"^\s*X\((\w+),", COUNTERS_H.read_text(), re.M)
-    return names.index(name)
+from tests.unit.counter_enum import reason
 
 
 def rfc1071(data: bytes, init: int = 0) -> int:

@@ -6,8 +6,6 @@ the C segmenter, and every segment is checked against scapy's own idea of
 its lengths and checksums.
 """
 
-import pathlib
-import re
 import struct
 from dataclasses import dataclass
 
@@ -26,7 +24,7 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 from vswitchd._fastpath import ffi, lib
 
-COUNTERS_H = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "vs_counters.h"
+from tests.unit.counter_enum import reason
 
 NEEDS_CSUM = lib.VS_VNET_F_NEEDS_CSUM
 DATA_VALID = lib.VS_VNET_F_DATA_VALID
@@ -35,15 +33,6 @@ UDP_L4, ECN = lib.VS_VNET_GSO_UDP_L4, lib.VS_VNET_GSO_ECN
 
 FIN, PSH, CWR = 0x01, 0x08, 0x80
 
-
-def reason(name: str) -> int:
-    """Value of VS_C_<name>: from the cffi module if it exports the counter
-    enum, otherwise from its X-macro in vs_counters.h (same order)."""
-    value = getattr(lib, "VS_C_" + name, None)
-    if value is not None:
-        return value
-    names = re.findall(r"^\s*X\((\w+),", COUNTERS_H.read_text(), re.M)
-    return names.index(name)
 
 
 RUNT = reason("DROP_RUNT")
