@@ -249,6 +249,26 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
     }
 }
 
+/* Whether the segments a TSO-capable 'port' will cut super-frame 'pkt'
+ * into fit the port's MTU.  An MSS chosen for a larger MTU would have the
+ * port send frames its peer must drop, so the super-frame is dropped and
+ * counted here instead, as the Linux bridge does (is_skb_forwardable()).
+ * A super-frame we cannot parse passes: the egress device validates it. */
+static int
+gso_fits_mtu(struct vs_ctx *ctx, const struct vs_port *port,
+             const struct vs_pkt *pkt)
+{
+    uint32_t seg_l3_len;
+
+    if (!port->p.mtu
+        || vs_gso_seg_l3_len(pkt->data, pkt->len, &pkt->vh, &seg_l3_len)
+        || seg_l3_len <= port->p.mtu) {
+        return 1;
+    }
+    vs_count(ctx, port->p.id, VS_C_DROP_OVERSIZE, 1);
+    return 0;
+}
+
 /* Sends 'pkt' out of 'port' with the port's tagging and offloads. */
 static void
 egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
@@ -257,6 +277,9 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
 
     if (gso && !port->p.offload_tso) {
         egress_segmented(ctx, port, pkt);
+        return;
+    }
+    if (gso && !gso_fits_mtu(ctx, port, pkt)) {
         return;
     }
     if (!gso && port->p.mtu

@@ -370,6 +370,36 @@ vs_gso_segment(const uint8_t *frame, uint32_t len,
 }
 
 /* Where vs_gso_segment_to_buffer() collects segments. */
+/* Sets '*seg_l3_len' to the IP length of the largest segment that
+ * super-frame 'frame' stands for: all its L3/L4 headers plus gso_size (or
+ * the whole payload when that is shorter).  This is what a TSO-capable
+ * egress port will put on the wire per segment, so it is what must fit
+ * that port's MTU.  Returns 0, or the drop reason vs_gso_segment() would
+ * give for the frame. */
+int
+vs_gso_seg_l3_len(const uint8_t *frame, uint32_t len,
+                  const struct vs_vnet_hdr *vh, uint32_t *seg_l3_len)
+{
+    struct gso_layout lay;
+    uint32_t payload;
+    int error;
+
+    if (!vs_vnet_hdr_is_gso(vh)) {
+        return VS_C_DROP_UNSUPPORTED_GSO;
+    }
+    error = vs_vnet_hdr_check(vh, frame, len);
+    if (!error) {
+        error = gso_parse(frame, len, vh, &lay);
+    }
+    if (error) {
+        return error;
+    }
+    payload = lay.end - lay.hdr_len;
+    *seg_l3_len = lay.hdr_len - lay.l3_off
+                  + (payload < vh->gso_size ? payload : vh->gso_size);
+    return 0;
+}
+
 struct gso_buffer {
     uint8_t *out;
     uint32_t out_len;

@@ -39,6 +39,10 @@ int vs_gso_segment(const uint8_t *frame, uint32_t len,
                    const struct vs_vnet_hdr *vh, uint8_t *scratch,
                    uint32_t scratch_len, vs_gso_emit_fn emit, void *ctx);
 
+/* IP length of each segment a TSO-capable port would cut 'frame' into. */
+int vs_gso_seg_l3_len(const uint8_t *frame, uint32_t len,
+                      const struct vs_vnet_hdr *vh, uint32_t *seg_l3_len);
+
 /* Testing and fuzzing: all segments back to back in 'out'. */
 int vs_gso_segment_to_buffer(const uint8_t *frame, uint32_t len,
                              const struct vs_vnet_hdr *vh, uint8_t *out,

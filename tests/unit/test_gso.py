@@ -347,6 +347,42 @@ def test_to_buffer_reports_oversize_when_out_is_too_small():
     assert lib.vs_gso_segment_to_buffer(src, len(sf.raw), sf.vh, out, 100000, lens, 5) == 5
 
 
+# The segment size a TSO-capable egress port will produce, checked against its MTU.
+
+
+def seg_l3_len(sf: Super) -> tuple[int, int]:
+    out = ffi.new("uint32_t *")
+    return lib.vs_gso_seg_l3_len(sf.raw, len(sf.raw), sf.vh, out), out[0]
+
+
+@pytest.mark.parametrize(
+    "l2, l3, paylen, mss, expect",
+    [
+        (ETH, IP(**V4), 4000, 1448, 20 + 32 + 1448),          # TCP with timestamps
+        (ETH / Dot1Q(vlan=7), IP(**V4), 4000, 1448, 20 + 32 + 1448),
+        (ETH, IPv6(**V6), 4000, 1428, 40 + 32 + 1428),
+        (ETH, IP(**V4), 300, 1448, 20 + 32 + 300),            # payload below one MSS
+    ],
+    ids=["ipv4", "ipv4-vlan", "ipv6", "short"],
+)
+def test_segment_ip_length_is_headers_plus_mss(l2, l3, paylen, mss, expect):
+    sf = make_super(l3 / TCP(flags="A", options=TCP_OPTS), pattern(paylen), mss, l2=l2)
+    assert seg_l3_len(sf) == (0, expect)
+
+
+def test_udp_segment_ip_length_counts_the_udp_header():
+    sf = make_super(IP(**V4) / UDP(sport=1, dport=2), pattern(3000), 1200)
+    assert seg_l3_len(sf) == (0, 20 + 8 + 1200)
+
+
+def test_segment_ip_length_of_a_malformed_super_frame_is_an_error():
+    sf = make_super(IP(**V4) / TCP(flags="A"), pattern(3000), 1000)
+    sf.vh.gso_type = 0
+    assert seg_l3_len(sf)[0] == UNSUPPORTED
+    sf = make_super(IP(**V4) / TCP(flags="A"), pattern(3000), 1000)
+    assert lib.vs_gso_seg_l3_len(sf.raw[:40], 40, sf.vh, ffi.new("uint32_t *")) != 0
+
+
 # Segmentation: what is refused.
 
 
