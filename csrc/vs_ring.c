@@ -39,18 +39,6 @@
 #define ETH_P_8021Q_ 0x8100
 #define VNET_F_NEEDS_CSUM 1
 
-/* Per fd: what the control plane wants and what the ring is. */
-enum { SLOT_NONE, SLOT_WANTED, SLOT_ATTACHING, SLOT_READY, SLOT_FAILED };
-struct slot {
-    _Atomic int state;
-    _Atomic(struct vs_ring *) ring;     /* set while READY */
-    uint32_t vnet_hdr_len;
-    int version;                        /* 2, 3, 0 = default */
-    uint32_t tov_ms;
-    int error;                          /* FAILED: why */
-};
-static struct slot slots[VS_RING_MAX_FD];
-
 static struct tpacket_block_desc *
 block(const struct vs_ring *r, uint32_t i)
 {
@@ -63,6 +51,7 @@ stat_add(uint64_t *s, uint64_t n)
     __atomic_store_n(s, *s + n, __ATOMIC_RELAXED);
 }
 
+/* A ring over 'mem' (see vs_ring.h); also the ring vs_ring_attach() maps. */
 struct vs_ring *
 vs_ring_wrap(void *mem, int version, uint32_t block_size, uint32_t block_nr,
              uint32_t vnet_hdr_len)
@@ -82,15 +71,6 @@ vs_ring_wrap(void *mem, int version, uint32_t block_size, uint32_t block_nr,
     r->vnet_hdr_len = vnet_hdr_len;
     r->fd = -1;
     return r;
-}
-
-void
-vs_ring_unwrap(struct vs_ring *r)
-{
-    if (r && r->owns_map) {
-        munmap(r->map, r->map_len);
-    }
-    free(r);
 }
 
 static void
@@ -170,17 +150,15 @@ ring_setup(int fd, uint32_t vnet_hdr_len, int version, uint32_t block_size,
     return r;
 }
 
+/* Sets up a ring on socket 'fd'; see vs_ring.h for the arguments.
+ * Returns 0 and the ring in '*ringp', or a positive errno. */
 int
 vs_ring_attach(int fd, uint32_t vnet_hdr_len, int version, uint32_t block_size,
-               uint32_t block_nr, uint32_t tov_ms)
+               uint32_t block_nr, uint32_t tov_ms, struct vs_ring **ringp)
 {
-    if (fd < 0 || fd >= VS_RING_MAX_FD) {
+    *ringp = NULL;
+    if (fd < 0) {
         return EBADF;
-    }
-    struct slot *s = &slots[fd];
-    int st = atomic_load(&s->state);
-    if (st == SLOT_ATTACHING || st == SLOT_READY) {
-        return EEXIST;
     }
     int error = 0;
     struct vs_ring *r = ring_setup(fd, vnet_hdr_len, version, block_size,
@@ -188,130 +166,30 @@ vs_ring_attach(int fd, uint32_t vnet_hdr_len, int version, uint32_t block_size,
     if (!r) {
         return error;
     }
-    s->vnet_hdr_len = vnet_hdr_len;
-    s->tov_ms = tov_ms;
-    s->error = 0;
-    atomic_store(&s->ring, r);
-    atomic_store(&s->state, SLOT_READY);
+    *ringp = r;
     return 0;
 }
 
-int
-vs_ring_prepare(int fd, uint32_t vnet_hdr_len, int version, uint32_t tov_ms)
-{
-    if (version != 0 && version != 2 && version != 3) {
-        return EINVAL;
-    }
-    if (fd < 0 || fd >= VS_RING_MAX_FD) {
-        return EBADF;
-    }
-    if (vnet_hdr_len != 0 && vnet_hdr_len != VNET_LEN) {
-        return EINVAL;
-    }
-    vs_ring_detach(fd);
-    struct slot *s = &slots[fd];
-    s->vnet_hdr_len = vnet_hdr_len;
-    s->version = version;
-    s->tov_ms = tov_ms;
-    s->error = 0;
-    atomic_store(&s->state, SLOT_WANTED);
-    return 0;
-}
-
+/* Unmaps (if it mapped it) and frees 'r'.  The socket keeps its ring
+ * setting: it is about to be closed, which tears the ring down anyway. */
 void
-vs_ring_detach(int fd)
+vs_ring_detach(struct vs_ring *r)
 {
-    if (fd < 0 || fd >= VS_RING_MAX_FD) {
-        return;
+    if (r && r->owns_map) {
+        munmap(r->map, r->map_len);
     }
-    struct slot *s = &slots[fd];
-    struct vs_ring *r = atomic_exchange(&s->ring, NULL);
-    atomic_store(&s->state, SLOT_NONE);
-    s->error = 0;
-    vs_ring_unwrap(r);
+    free(r);
 }
 
-int
-vs_ring_state(int fd, int *error)
+/* Copies the counters of 'r' into 'out', reading the kernel's first. */
+void
+vs_ring_get_stats(struct vs_ring *r, struct vs_ring_stats *out)
 {
-    if (fd < 0 || fd >= VS_RING_MAX_FD) {
-        *error = EBADF;
-        return VS_RING_NONE;
-    }
-    struct slot *s = &slots[fd];
-    int st = atomic_load(&s->state);
-    *error = st == SLOT_FAILED ? s->error : 0;
-    switch (st) {
-    case SLOT_WANTED:
-    case SLOT_ATTACHING:
-        return VS_RING_WANTED;
-    case SLOT_READY:
-        return VS_RING_READY;
-    case SLOT_FAILED:
-        return VS_RING_FAILED;
-    default:
-        return VS_RING_NONE;
-    }
-}
-
-int
-vs_ring_attached(int fd)
-{
-    return vs_ring_lookup(fd) != NULL;
-}
-
-struct vs_ring *
-vs_ring_lookup(int fd)
-{
-    if (fd < 0 || fd >= VS_RING_MAX_FD) {
-        return NULL;
-    }
-    struct slot *s = &slots[fd];
-    if (atomic_load_explicit(&s->state, memory_order_acquire) != SLOT_READY) {
-        return NULL;
-    }
-    return atomic_load_explicit(&s->ring, memory_order_acquire);
-}
-
-struct vs_ring *
-vs_ring_get(int fd)
-{
-    if (fd < 0 || fd >= VS_RING_MAX_FD) {
-        return NULL;
-    }
-    struct slot *s = &slots[fd];
-    int st = atomic_load_explicit(&s->state, memory_order_acquire);
-    if (st == SLOT_READY) {
-        return atomic_load_explicit(&s->ring, memory_order_acquire);
-    }
-    if (st != SLOT_WANTED
-        || !atomic_compare_exchange_strong(&s->state, &st, SLOT_ATTACHING)) {
-        return NULL;
-    }
-    int error = 0;
-    struct vs_ring *r = ring_setup(fd, s->vnet_hdr_len, s->version, 0, 0,
-                                   s->tov_ms, &error);
-    if (!r) {
-        s->error = error;
-        atomic_store(&s->state, SLOT_FAILED);
-        return NULL;
-    }
-    atomic_store(&s->ring, r);
-    atomic_store(&s->state, SLOT_READY);
-    return r;
-}
-
-int
-vs_ring_get_stats(int fd, struct vs_ring_stats *out)
-{
-    struct vs_ring *r = vs_ring_lookup(fd);
-    if (!r) {
-        return ENOENT;
-    }
     struct tpacket_stats_v3 st;
     socklen_t sl = sizeof st;
     memset(&st, 0, sizeof st);
-    if (fd >= 0 && getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &sl) == 0) {
+    if (r->fd >= 0
+        && getsockopt(r->fd, SOL_PACKET, PACKET_STATISTICS, &st, &sl) == 0) {
         /* Only the control thread writes these three. */
         stat_add(&r->stats.kernel_packets, st.tp_packets);
         stat_add(&r->stats.kernel_drops, st.tp_drops);
@@ -325,7 +203,6 @@ vs_ring_get_stats(int fd, struct vs_ring_stats *out)
     out->kernel_packets = r->stats.kernel_packets;
     out->kernel_drops = r->stats.kernel_drops;
     out->kernel_freezes = r->stats.kernel_freezes;
-    return 0;
 }
 
 /* Puts the tag the kernel stripped back between the MAC addresses and the

@@ -1,14 +1,16 @@
 /*
  * vs_ring.h: PACKET_MMAP rx rings (TPACKET_V2 or V3) for packet-socket ports.
  *
- * The control plane sets a ring up on an AF_PACKET socket before binding it
- * (vs_ring_attach()), and every worker finds it through the socket's fd:
- * the rx queue fds stay what they were, and a port whose ring cannot be set
- * up simply keeps recvmmsg().  Before bind() matters: setting a ring purges
- * the socket's receive queue (af_packet.c packet_set_ring()), so frames
- * queued by then would be lost.  (vs_ring_prepare() defers the setup to the
- * first worker poll instead, and therefore loses the frames queued before
- * it: only for sockets that cannot have any yet.)
+ * A ring is an object the control plane owns, like the socket it is mapped
+ * on.  The control plane sets one up on an AF_PACKET socket before binding
+ * it (vs_ring_attach()) and hands the ring to the switch in the port's
+ * parameters (struct vs_port_params 'rings', one per rx queue, NULL = no
+ * ring): a worker reaches it through the published config, the same way it
+ * reaches the queue's fd, so there is no process-wide table to keep in step
+ * with fd numbers.  A port whose ring cannot be set up simply keeps
+ * recvmmsg().  Before bind() matters: setting a ring purges the socket's
+ * receive queue (af_packet.c packet_set_ring()), so frames queued by then
+ * would be lost.
  *
  * The kernel fills blocks of frames and hands a whole block to us at once
  * (when it is full, or when the block retire timer fires); we walk its
@@ -17,10 +19,13 @@
  * handed back only at the next read of the same ring, once the burst that
  * used it has been forwarded and sent.
  *
- * Threads: one reader at a time per ring (a try-lock makes a second reader,
- * possible for a moment while an rx queue moves between workers, read
- * nothing).  attach/detach are for the control thread; detach only once no
- * published config names the fd.
+ * Threads and lifetime: one reader at a time per ring (a try-lock makes a
+ * second reader, possible for a moment while an rx queue moves between
+ * workers, read nothing).  vs_ring_attach(), vs_ring_detach() and
+ * vs_ring_get_stats() are for the control thread.  The ring lives exactly
+ * as long as its socket: detach it only once a config without it has been
+ * published (vs_switch_publish() has then waited every worker out), right
+ * before closing the socket.
  */
 #ifndef VS_RING_H
 #define VS_RING_H 1
@@ -42,9 +47,6 @@
  * least CPU per frame; V2 avoids V3's retire-timer latency but measured
  * dearer than recvmmsg() here). */
 #define VS_RING_VERSION 3
-
-/* Largest fd that can carry a ring; larger ones fall back to recvmmsg. */
-#define VS_RING_MAX_FD 16384
 
 struct vs_ring_stats {
     uint64_t blocks;            /* blocks consumed */
@@ -75,7 +77,8 @@ struct vs_ring {
     uint32_t block_nr;
     uint32_t vnet_hdr_len;      /* 0 or 10: the header before each frame */
     int version;                /* 2 or 3 (TPACKET_V2: a "block" is a slot) */
-    int fd;
+    int fd;                     /* its socket (not owned), for PACKET_STATISTICS;
+                                 * -1 for a wrapped ring */
     int owns_map;               /* munmap on free */
 
     /* Reader state. */
@@ -88,41 +91,28 @@ struct vs_ring {
     struct vs_ring_stats stats; /* written by the reader only */
 };
 
-/* Ring states of an fd, as vs_ring_state() reports them. */
-#define VS_RING_NONE 0      /* no ring: recvmmsg() */
-#define VS_RING_WANTED 1    /* set up at the first poll by a worker */
-#define VS_RING_READY 2     /* in use */
-#define VS_RING_FAILED 3    /* the kernel refused: recvmmsg() */
+/* Control plane. */
 
-/* Control plane: mark AF_PACKET socket 'fd' (PACKET_VNET_HDR already set
- * or not: 'vnet_hdr_len' 0 or 10) as wanting a ring, set up (TPACKET_V3,
- * default sizes, retire timeout 'tov_ms', 0 = default) by the first worker
- * that polls it: until the switch polls the socket, it reads as any
- * socket.  Forgets what was known about an earlier fd of that number.
- * The setup purges the socket's receive queue: frames queued before it are
- * lost.  Returns 0 or a positive errno. */
-int vs_ring_prepare(int fd, uint32_t vnet_hdr_len, int version,
-                    uint32_t tov_ms);
-/* Sets up, maps and registers a ring on 'fd' now (0s: defaults).  Returns
- * 0 or a positive errno; on error the socket is left without a ring. */
+/* Sets up and maps a ring on AF_PACKET socket 'fd' (PACKET_VNET_HDR set
+ * or not: 'vnet_hdr_len' 10 or 0), TPACKET_V'version' (2 or 3; 0 = the
+ * default, VS_RING_VERSION), 'block_nr' blocks of 'block_size' bytes and,
+ * for V3, a block retire timeout of 'tov_ms' milliseconds (0s: defaults).
+ * The caller keeps owning 'fd'; the ring remembers it only to read the
+ * kernel's statistics.  Returns 0 and the ring in '*ringp', or a positive
+ * errno (then the socket is left without a ring and '*ringp' is NULL). */
 int vs_ring_attach(int fd, uint32_t vnet_hdr_len, int version,
-                   uint32_t block_size, uint32_t block_nr, uint32_t tov_ms);
-/* Unregisters and unmaps the ring of 'fd' (no-op without one), forgets
- * the fd.  Only once no published config names 'fd', before closing it. */
-void vs_ring_detach(int fd);
-/* VS_RING_*; '*error' is the errno of a VS_RING_FAILED setup. */
-int vs_ring_state(int fd, int *error);
-/* Nonzero if 'fd' has a ring. */
-int vs_ring_attached(int fd);
-/* Counters of the ring of 'fd' (kernel_* read now; PACKET_STATISTICS
- * resets the kernel's counts, so they are accumulated here).  Returns 0,
- * or ENOENT without a ring. */
-int vs_ring_get_stats(int fd, struct vs_ring_stats *);
+                   uint32_t block_size, uint32_t block_nr, uint32_t tov_ms,
+                   struct vs_ring **ringp);
+/* Unmaps and frees 'ring' (one from vs_ring_attach() or vs_ring_wrap());
+ * NULL is a no-op.  Only once no published config names it. */
+void vs_ring_detach(struct vs_ring *ring);
+/* Copies the counters of 'ring' into '*out'.  The kernel_* ones are read
+ * from the socket now (PACKET_STATISTICS resets the kernel's counts, so
+ * they are accumulated in the ring): control thread only. */
+void vs_ring_get_stats(struct vs_ring *ring, struct vs_ring_stats *out);
 
-/* The worker's side: the ring of 'fd', NULL if none; vs_ring_get() sets
- * up a wanted one first. */
-struct vs_ring *vs_ring_lookup(int fd);
-struct vs_ring *vs_ring_get(int fd);
+/* Readers (workers). */
+
 /* Returns the blocks read by the previous call to the kernel, then reads
  * up to 'max' frames into 'out'.  Returns the count, or -1 if another
  * thread is reading the ring.  '*released' is set to the number of blocks
@@ -140,9 +130,9 @@ void vs_ring_release(struct vs_ring *);
 #define VS_RING_COPY_MAX 2048
 
 /* Tests: a ring over caller-owned memory laid out as the kernel would
- * ('block_nr' blocks of 'block_size' bytes), and its reader. */
+ * ('block_nr' blocks of 'block_size' bytes), without a socket; freed with
+ * vs_ring_detach(), which leaves 'mem' alone.  NULL on bad arguments. */
 struct vs_ring *vs_ring_wrap(void *mem, int version, uint32_t block_size,
                              uint32_t block_nr, uint32_t vnet_hdr_len);
-void vs_ring_unwrap(struct vs_ring *);
 
 #endif /* vs_ring.h */

@@ -67,6 +67,10 @@ check_port_params(const struct vs_port_params *p)
         if (p->fds[q] < 0) {
             return EBADF;
         }
+        /* Only packet sockets have rings; a TAP's would never be read. */
+        if (p->rings[q] && p->kind != VS_PORT_PACKET) {
+            return EINVAL;
+        }
     }
     return 0;
 }

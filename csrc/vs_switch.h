@@ -15,7 +15,8 @@
  *    every worker has passed a quiescent point (finished the batch it was in,
  *    or was blocked in epoll_wait holding no references), and only then
  *    frees the old config.  When vs_switch_publish() returns, no worker can
- *    touch a port that is absent from the new config: its fds may be closed.
+ *    touch a port that is absent from the new config: its fds may be closed
+ *    and its rx rings detached.
  *  - Workers never block the publisher for longer than one batch, and the
  *    publisher never blocks a worker: there is no lock anywhere.
  *
@@ -50,6 +51,8 @@ enum vs_port_mode {
     VS_MODE_TRUNK = 1,
 };
 
+struct vs_ring;
+
 /* A port as the control plane describes it.  Copied into the config. */
 struct vs_port_params {
     uint32_t id;
@@ -61,6 +64,10 @@ struct vs_port_params {
     int up;                     /* link up: part of the flood set */
     uint32_t n_queues;
     int fds[VS_MAX_QUEUES];     /* rx/tx queue fds, owned by the caller */
+    /* Packet ports: the rx ring of each queue's socket (vs_ring.h), owned
+     * by the caller like the fds and freed only after a config without
+     * them is published; NULL = no ring, read with recvmmsg(). */
+    struct vs_ring *rings[VS_MAX_QUEUES];
     uint32_t vnet_hdr_len;      /* 0, 10 or 12 */
     int offload_csum;           /* egress may carry partial checksums */
     int offload_tso;            /* egress may carry TCP GSO super-frames */

@@ -237,7 +237,7 @@ read_burst_mmsg(struct vs_ctx *ctx, int fd, uint32_t hl)
     return (uint32_t) r;
 }
 
-/* Reads up to a burst from the TPACKET_V3 ring of rx queue 'rxq': no
+/* Reads up to a burst from 'ring', the rx ring of queue 'rxq': no
  * syscall.  Small frames are copied out and their blocks handed back at
  * once; large ones (GSO super-frames) are forwarded from the ring
  * (ctx->pkts point into it) and their blocks handed back by the next read
@@ -298,12 +298,13 @@ read_burst_ring(struct vs_ctx *ctx, struct vs_ring *ring,
 }
 
 /* Reads up to a burst from packet-socket rx queue 'rxq': from its rx ring
- * when it has one, else with recvmmsg(). */
+ * when the port's published params give it one, else with recvmmsg().
+ * The ring lives at least as long as the config that names it. */
 static uint32_t
 read_burst_packet(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq,
                   uint32_t hl)
 {
-    struct vs_ring *ring = vs_ring_get(rxq->fd);
+    struct vs_ring *ring = rxq->port->p.rings[rxq->queue];
     return ring ? read_burst_ring(ctx, ring, rxq, hl)
                 : read_burst_mmsg(ctx, rxq->fd, hl);
 }

@@ -30,6 +30,9 @@ struct vs_port {
 
 struct vs_guard;
 
+/* An rx queue a worker polls: queue 'queue' of 'port', whose params hold
+ * its fd and (packet ports) its rx ring, port->p.rings[queue].  'fd' is a
+ * copy for epoll. */
 struct vs_rxq_ref {
     struct vs_port *port;
     uint32_t queue;

@@ -66,6 +66,9 @@ class PortParams:
     broadcast_pps: int = 0               # storm control, frames/s; 0 = unlimited
     multicast_pps: int = 0
     unknown_unicast_pps: int = 0
+    # Packet ports: the rx ring of each queue, aligned with ``fds`` (None or
+    # missing = none).  The port owns them; see Ring for when to detach.
+    rings: tuple[Ring | None, ...] = ()
 
     def to_c(self) -> object:
         p = ffi.new("struct vs_port_params *")
@@ -86,6 +89,11 @@ class PortParams:
         p.n_queues = len(self.fds)
         for i, fd in enumerate(self.fds):
             p.fds[i] = fd
+        if len(self.rings) > len(self.fds):
+            raise FastpathError(f"port {self.id}: {len(self.rings)} rings for "
+                                f"{len(self.fds)} queues")
+        for i, ring in enumerate(self.rings):
+            p.rings[i] = ring.c_ring if ring is not None else ffi.NULL
         p.vnet_hdr_len = self.vnet_hdr_len
         p.offload_csum = int(self.offload_csum)
         p.offload_tso = int(self.offload_tso)
@@ -293,7 +301,7 @@ class Switch:
                            s.quiescent)
 
 
-# TPACKET_V3 rx rings for packet-socket ports (csrc/vs_ring.h).
+# PACKET_MMAP rx rings for packet-socket ports (csrc/vs_ring.h).
 
 RING_BLOCK_SIZE: int = lib.VS_RING_BLOCK_SIZE
 RING_BLOCK_NR: int = lib.VS_RING_BLOCK_NR
@@ -301,53 +309,55 @@ RING_TOV_MS: int = lib.VS_RING_TOV_MS
 RING_VERSION: int = lib.VS_RING_VERSION
 RING_V2_FRAME_SIZE: int = lib.VS_RING_V2_FRAME_SIZE
 RING_V2_FRAME_NR: int = lib.VS_RING_V2_FRAME_NR
+RING_STATS: tuple[str, ...] = ("blocks", "frames", "truncated", "vlan_restored",
+                               "kernel_packets", "kernel_drops", "kernel_freezes")
 
 
-def ring_prepare(fd: int, vnet_hdr_len: int, version: int = 0, tov_ms: int = 0) -> None:
-    """Marks AF_PACKET socket ``fd`` as wanting an rx ring, set up by the
-    first worker that polls it (until then it reads as any socket; if the
-    kernel refuses, the fast path keeps recvmmsg()).  ``version`` 2 or 3
-    (TPACKET_V2/V3), 0 = the default (RING_VERSION).  The setup purges the
-    socket's receive queue: prefer ring_attach() before bind()."""
-    rc = lib.vs_ring_prepare(fd, vnet_hdr_len, version, tov_ms)
-    if rc != 0:
-        raise OSError(rc, os.strerror(rc))
+class Ring:
+    """The rx ring mapped on one AF_PACKET socket, owned by whoever owns the
+    socket (a netdev port's queue).
 
+    The switch reaches it only through published port params
+    (``PortParams.rings``), so its lifetime follows the socket's: detach it
+    only once a config without it has been published, right before closing
+    the socket.  Detaching twice is harmless; publishing a detached ring is
+    an error, not a use after free.
+    """
 
-def ring_attach(fd: int, vnet_hdr_len: int, version: int = 0, block_size: int = 0,
-                block_nr: int = 0, tov_ms: int = 0) -> None:
-    """Sets up, maps and registers a ring on ``fd`` right now (0 = default
-    sizes): before bind(), as setting a ring purges the socket's receive
-    queue.  Raises OSError; the socket then has no ring."""
-    rc = lib.vs_ring_attach(fd, vnet_hdr_len, version, block_size, block_nr, tov_ms)
-    if rc != 0:
-        raise OSError(rc, os.strerror(rc))
+    def __init__(self, c_ring: object) -> None:
+        self._ring: object | None = c_ring
 
+    @classmethod
+    def attach(cls, fd: int, vnet_hdr_len: int, version: int = 0, block_size: int = 0,
+               block_nr: int = 0, tov_ms: int = 0) -> Ring:
+        """Sets up and maps a ring on socket ``fd`` (0 = default version and
+        sizes): before bind(), as setting a ring purges the socket's receive
+        queue.  Raises OSError; the socket then has no ring."""
+        out = ffi.new("struct vs_ring **")
+        rc = lib.vs_ring_attach(fd, vnet_hdr_len, version, block_size, block_nr, tov_ms, out)
+        if rc != 0:
+            raise OSError(rc, os.strerror(rc))
+        return cls(out[0])
 
-def ring_state(fd: int) -> tuple[str, int]:
-    """("none" | "wanted" | "ready" | "failed", errno of a failed setup)."""
-    err = ffi.new("int *")
-    st = lib.vs_ring_state(fd, err)
-    names = {lib.VS_RING_NONE: "none", lib.VS_RING_WANTED: "wanted",
-             lib.VS_RING_READY: "ready", lib.VS_RING_FAILED: "failed"}
-    return names.get(st, "none"), int(err[0])
+    @property
+    def attached(self) -> bool:
+        return self._ring is not None
 
+    @property
+    def c_ring(self) -> object:
+        """The ``struct vs_ring *`` for port params."""
+        if self._ring is None:
+            raise FastpathError("rx ring used after detach")
+        return self._ring
 
-def ring_detach(fd: int) -> None:
-    """Unmaps the ring of ``fd`` (no-op without one).  Only once no published
-    config names ``fd``, and right before closing it."""
-    lib.vs_ring_detach(fd)
+    def stats(self) -> dict[str, int]:
+        """The ring's counters (see struct vs_ring_stats)."""
+        s = ffi.new("struct vs_ring_stats *")
+        lib.vs_ring_get_stats(self.c_ring, s)
+        return {name: int(getattr(s, name)) for name in RING_STATS}
 
-
-def ring_attached(fd: int) -> bool:
-    return bool(lib.vs_ring_attached(fd))
-
-
-def ring_stats(fd: int) -> dict[str, int] | None:
-    """The ring's counters (see struct vs_ring_stats), None without a ring."""
-    s = ffi.new("struct vs_ring_stats *")
-    if lib.vs_ring_get_stats(fd, s) != 0:
-        return None
-    return {name: int(getattr(s, name)) for name in (
-        "blocks", "frames", "truncated", "vlan_restored",
-        "kernel_packets", "kernel_drops", "kernel_freezes")}
+    def detach(self) -> None:
+        """Unmaps and frees the ring.  Idempotent."""
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            lib.vs_ring_detach(ring)

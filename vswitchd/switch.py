@@ -49,7 +49,8 @@ class Port:
 
     def params(self) -> PortParams:
         return PortParams(
-            id=self.id, fds=tuple(self.io.fds), kind=self.io.kind, mode=self.cfg.mode,
+            id=self.id, fds=tuple(self.io.fds), rings=self.io.rings, kind=self.io.kind,
+            mode=self.cfg.mode,
             access_vlan=self.cfg.vlan, native_vlan=self.cfg.native_vlan or 0,
             allowed=self.cfg.vlans, up=self.link_up, vnet_hdr_len=self.io.vnet_hdr_len,
             offload_csum=self.io.offload_csum, offload_tso=self.io.offload_tso,

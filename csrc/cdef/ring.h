@@ -1,14 +1,10 @@
-/* TPACKET_V3 rx rings for packet-socket ports (vs_ring.h). */
+/* PACKET_MMAP rx rings (TPACKET_V2/V3) for packet-socket ports (vs_ring.h). */
 #define VS_RING_BLOCK_SIZE ...
 #define VS_RING_BLOCK_NR ...
 #define VS_RING_TOV_MS ...
 #define VS_RING_V2_FRAME_SIZE ...
 #define VS_RING_V2_FRAME_NR ...
 #define VS_RING_VERSION ...
-#define VS_RING_NONE ...
-#define VS_RING_WANTED ...
-#define VS_RING_READY ...
-#define VS_RING_FAILED ...
 
 struct vs_ring_stats {
     uint64_t blocks;
@@ -33,17 +29,14 @@ struct vs_ring_frame {
 
 struct vs_ring;
 
-int vs_ring_prepare(int fd, uint32_t vnet_hdr_len, int version, uint32_t tov_ms);
-int vs_ring_state(int fd, int *error);
 int vs_ring_attach(int fd, uint32_t vnet_hdr_len, int version,
-                   uint32_t block_size, uint32_t block_nr, uint32_t tov_ms);
-void vs_ring_detach(int fd);
-int vs_ring_attached(int fd);
-int vs_ring_get_stats(int fd, struct vs_ring_stats *);
+                   uint32_t block_size, uint32_t block_nr, uint32_t tov_ms,
+                   struct vs_ring **ringp);
+void vs_ring_detach(struct vs_ring *ring);
+void vs_ring_get_stats(struct vs_ring *ring, struct vs_ring_stats *out);
 
 struct vs_ring *vs_ring_wrap(void *mem, int version, uint32_t block_size,
                              uint32_t block_nr, uint32_t vnet_hdr_len);
-void vs_ring_unwrap(struct vs_ring *);
 void vs_ring_release(struct vs_ring *);
 int vs_ring_read(struct vs_ring *, struct vs_ring_frame *out, uint32_t max,
                  uint32_t *released);

@@ -10,6 +10,8 @@
 #define VS_N_COUNTERS ...
 #define VS_C_FIRST_DROP ...
 
+struct vs_ring;
+
 struct vs_port_params {
     uint32_t id;
     int kind;
@@ -20,6 +22,7 @@ struct vs_port_params {
     int up;
     uint32_t n_queues;
     int fds[16];
+    struct vs_ring *rings[16];
     uint32_t vnet_hdr_len;
     int offload_csum;
     int offload_tso;

@@ -8,10 +8,13 @@ virtio_net_hdr that PACKET_VNET_HDR asks for, right before tp_mac.
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
 from vswitchd._fastpath import ffi, lib
+
+from vswitchd import fastpath
 
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
@@ -23,6 +26,8 @@ V3_HDR_LEN = 48       # struct tpacket3_hdr
 V2_HDR_LEN = 32       # struct tpacket2_hdr
 MAC_OFF = 92          # where the kernel puts tp_mac with a vnet header (68 + 16 + 10 - 2)
 VNET = 10
+SOL_PACKET = 263
+PACKET_VNET_HDR = 15
 
 
 def frame(n: int, payload_len: int = 46) -> bytes:
@@ -84,7 +89,7 @@ class Ring:
         assert self.ring != ffi.NULL
 
     def close(self) -> None:
-        lib.vs_ring_unwrap(self.ring)
+        lib.vs_ring_detach(self.ring)  # leaves self.mem alone: not mapped by the ring
 
     def status(self, i: int, version: int = 3) -> int:
         off = i * self.size + (8 if version == 3 else 0)
@@ -165,7 +170,8 @@ def test_v3_truncated_frame_is_reported_not_hidden(rings) -> None:
     assert (got[0]["len"], got[0]["wire_len"]) == (214, 65000)  # the worker drops it
     assert got[1]["len"] == got[1]["wire_len"]
     st = ffi.new("struct vs_ring_stats *")
-    assert lib.vs_ring_get_stats(-1, st) != 0  # a wrapped ring has no fd
+    lib.vs_ring_get_stats(r.ring, st)  # a wrapped ring has no socket: no kernel_* counts
+    assert (st.frames, st.truncated, st.kernel_packets) == (2, 1, 0)
 
 
 def test_v3_stripped_vlan_tag_is_put_back_and_offsets_follow(rings) -> None:
@@ -204,25 +210,81 @@ def test_wrap_refuses_unknown_versions() -> None:
     assert lib.vs_ring_wrap(mem, 1, 4096, 1, VNET) == ffi.NULL
 
 
-def test_prepare_on_a_plain_socket_leaves_it_readable() -> None:
-    # A socket marked for a ring reads as usual until a worker polls it; a
-    # socket that is not AF_PACKET never gets one.
-    import socket
-
-    from vswitchd import fastpath
-
+def test_attach_refused_leaves_the_socket_as_it_was() -> None:
+    # A socket that is not AF_PACKET never gets a ring, and the refusal
+    # leaves it readable: the port falls back to recvmmsg.
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        fastpath.ring_prepare(a.fileno(), VNET)
-        assert fastpath.ring_state(a.fileno()) == ("wanted", 0)
+        with pytest.raises(OSError):
+            fastpath.Ring.attach(a.fileno(), VNET)
         b.send(b"x")
         assert a.recv(10) == b"x"
-        fastpath.ring_detach(a.fileno())
-        assert fastpath.ring_state(a.fileno()) == ("none", 0)
-        assert fastpath.ring_stats(a.fileno()) is None
     finally:
         a.close()
         b.close()
+
+
+def packet_socket_or_skip() -> socket.socket:
+    try:
+        return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing
+    except PermissionError:
+        pytest.skip("AF_PACKET needs CAP_NET_RAW")
+
+
+def test_attached_ring_is_an_object_owned_by_the_caller() -> None:
+    sock = packet_socket_or_skip()
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        ring = fastpath.Ring.attach(sock.fileno(), VNET, version=2)
+        assert ring.attached
+        assert ring.stats() == dict.fromkeys(fastpath.RING_STATS, 0)
+        # One ring per socket: the kernel refuses a second.
+        with pytest.raises(OSError):
+            fastpath.Ring.attach(sock.fileno(), VNET)
+        ring.detach()
+        ring.detach()  # idempotent
+        assert not ring.attached
+        with pytest.raises(fastpath.FastpathError, match="after detach"):
+            ring.stats()
+    finally:
+        sock.close()
+
+
+def test_worker_reads_a_packet_port_from_the_ring_in_its_params(rings) -> None:
+    # The switch reaches a queue's ring through the published port params,
+    # not through the fd: frames in the ring are forwarded first, and the
+    # socket itself is read only when the ring has nothing.
+    fs = [Frame(frame(i)) for i in (2, 3)]   # sources other than frame()'s destination
+    r = rings(3, [v3_block(4096, fs), v3_block(4096, [], TP_STATUS_KERNEL)])
+    ring = fastpath.Ring(r.ring)   # the fixture frees it
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(2)]
+    sw = fastpath.Switch(0, None, 64)
+    try:
+        for a, b in pairs:
+            a.setblocking(False)
+            b.setblocking(False)
+        pairs[0][1].send(bytes(VNET) + frame(7))  # on the socket, not in the ring
+        sw.publish([
+            fastpath.PortParams(id=0, fds=(pairs[0][0].fileno(),), kind="packet",
+                                vnet_hdr_len=VNET, rings=(ring,)),
+            fastpath.PortParams(id=1, fds=(pairs[1][0].fileno(),), kind="packet",
+                                vnet_hdr_len=VNET),
+        ])
+        assert sw.poll_once(1000) == 2
+        got = [pairs[1][1].recv(2048)[VNET:] for _ in fs]
+        assert got == [f.data for f in fs]
+        assert ring.stats()["frames"] == 2
+        # Woken with the ring empty: one recvmmsg() takes what the socket holds.
+        assert sw.poll_once(1000) == 1
+        assert pairs[1][1].recv(2048)[VNET:] == frame(7)
+        # A TAP-style port cannot carry a ring: it would never be read.
+        with pytest.raises(fastpath.FastpathError):
+            sw.publish([fastpath.PortParams(id=0, fds=(pairs[0][0].fileno(),), rings=(ring,))])
+    finally:
+        sw.close()
+        for a, b in pairs:
+            a.close()
+            b.close()
 
 
 def test_release_returns_read_blocks_at_once(rings) -> None:

@@ -23,10 +23,14 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST, nlmsgerr
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+if TYPE_CHECKING:
+    from vswitchd.fastpath import Ring
 
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000  # carrier, as rtnetlink reports it
@@ -45,6 +49,8 @@ class PortIO:
     read or written is prefixed by a virtio_net_hdr of `vnet_hdr_len` bytes.
     `offload_csum`/`offload_tso` say what the egress side may be handed: when
     false the fast path must complete checksums / segment GSO frames itself.
+    `rings`, aligned with `fds`, are the rx rings of packet sockets (None:
+    read with recvmmsg); the port owns them like the fds.
     """
 
     fds: list[int]
@@ -55,6 +61,7 @@ class PortIO:
     mtu: int
     ifindex: int
     mac: str
+    rings: tuple[Ring | None, ...] = ()
 
 
 class LinkState(enum.Enum):

@@ -28,8 +28,12 @@ Kernel traps handled here:
   whole block without a syscall.  Set up before bind(): setting a ring
   purges the socket's receive queue, so any frame queued by then would be
   lost; and after PACKET_VNET_HDR, which refuses to change once a ring
-  exists.  If the kernel refuses the ring the socket keeps recvmmsg(); the
-  ring is unmapped right before the socket is closed.
+  exists.  If the kernel refuses the ring the socket keeps recvmmsg().  The
+  ring is an object of its own (`fastpath.Ring`), kept with its socket in the
+  queue's `PacketQueue` and handed to the fast path in `PortIO.rings`, next
+  to the fds: workers find it in the published port config, never by fd
+  number.  It is unmapped right before the socket is closed, which the
+  switch does only after publishing a config without the port.
   Opt-in for now (VSWITCHD_PACKET_RING=1 or 3: TPACKET_V3, =2: V2; unset
   or 0: recvmmsg): V3 cuts the switch's CPU per small frame by about a
   quarter but holds a lone frame until its block retires (+~0.85 ms ping
@@ -45,7 +49,7 @@ import logging
 import os
 import socket
 import struct
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyroute2.ethtool.ioctl import IoctlEthtool
@@ -124,10 +128,27 @@ def _set_bufsize(sock: socket.socket, force_opt: int, opt: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUF_BYTES)
 
 
-def open_packet_socket(ifname: str, ifindex: int, fanout_group: int | None,
-                       rx_ring: str | None = None) -> socket.socket:
-    """One configured AF_PACKET socket bound to `ifindex`."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+@dataclass
+class PacketQueue:
+    """One queue of a netdev port: its AF_PACKET socket and the rx ring
+    mapped on it, if it has one.  They live and die together."""
+
+    sock: socket.socket
+    ring: fastpath.Ring | None = None
+
+    def close(self) -> None:
+        """Unmap the rx ring (if any), then close the socket.  Only once no
+        published config names them.  Idempotent."""
+        if self.ring is not None:
+            self.ring.detach()
+        self.sock.close()
+
+
+def open_packet_queue(ifname: str, ifindex: int, fanout_group: int | None,
+                      rx_ring: str | None = None) -> PacketQueue:
+    """One configured AF_PACKET socket bound to `ifindex`, with its rx ring."""
+    queue = PacketQueue(socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0))
+    sock = queue.sock
     try:
         sock.setblocking(False)
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
@@ -139,7 +160,7 @@ def open_packet_socket(ifname: str, ifindex: int, fanout_group: int | None,
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         _set_bufsize(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF)
         _set_bufsize(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF)
-        _attach_ring(sock, ifname, rx_ring)
+        queue.ring = _attach_ring(sock, ifname, rx_ring)
         # Python binds AF_PACKET by name; open() checks the ifindex afterwards.
         sock.bind((ifname, ETH_P_ALL))
         mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
@@ -150,9 +171,9 @@ def open_packet_socket(ifname: str, ifindex: int, fanout_group: int | None,
             arg = struct.pack("I", fanout_group | (mode << 16))
             sock.setsockopt(SOL_PACKET, PACKET_FANOUT, arg)
     except BaseException:
-        close_packet_socket(sock)
+        queue.close()
         raise
-    return sock
+    return queue
 
 
 def ring_version(configured: str | None = None) -> int | None:
@@ -167,29 +188,24 @@ def ring_version(configured: str | None = None) -> int | None:
     return 0 if v == "1" else None
 
 
-def _attach_ring(sock: socket.socket, ifname: str, configured: str | None = None) -> None:
-    """Give `sock` an rx ring (when asked for) while it is still unbound: the
-    kernel purges a socket's receive queue when a ring is set, so this must
-    happen before the first frame can be queued."""
-    fastpath.ring_detach(sock.fileno())  # forget an earlier fd of that number
+def _attach_ring(sock: socket.socket, ifname: str,
+                 configured: str | None = None) -> fastpath.Ring | None:
+    """An rx ring for `sock` (when asked for), set up while it is still
+    unbound: the kernel purges a socket's receive queue when a ring is set,
+    so this must happen before the first frame can be queued.  None: no
+    ring, the fast path reads the socket with recvmmsg."""
     version = ring_version(configured)
     if version is None:
-        return
+        return None
     try:
         tov = int(os.environ.get("VSWITCHD_PACKET_RING_TOV_MS", "0") or 0)
     except ValueError:
         tov = 0
     try:
-        fastpath.ring_attach(sock.fileno(), VNET_HDR_LEN, version, tov_ms=max(tov, 0))
+        return fastpath.Ring.attach(sock.fileno(), VNET_HDR_LEN, version, tov_ms=max(tov, 0))
     except OSError as exc:
         log.warning("%s: no rx ring (%s): reading with recvmmsg", ifname, os_error_text(exc))
-
-
-def close_packet_socket(sock: socket.socket) -> None:
-    """Unmap the socket's rx ring (if any), then close it."""
-    if sock.fileno() >= 0:
-        fastpath.ring_detach(sock.fileno())
-    sock.close()
+        return None
 
 
 class NetdevPort:
@@ -200,7 +216,7 @@ class NetdevPort:
         self.name: str = cfg.name
         self.ifname: str = cfg.ifname
         self.io: PortIO | None = None
-        self._socks: list[socket.socket] = []
+        self._queues: list[PacketQueue] = []
 
     # Basics.
 
@@ -219,7 +235,7 @@ class NetdevPort:
                 with Rtnl() as rtnl:
                     rtnl.set_link(info.index, mtu=self.cfg.mtu)
             for _ in range(self.cfg.queues):
-                self._socks.append(open_packet_socket(self.ifname, info.index, group,
+                self._queues.append(open_packet_queue(self.ifname, info.index, group,
                                                       getattr(self.cfg, "rx_ring", None)))
             now = read_link(self.ifname)
             if now is None or now.index != info.index:
@@ -233,7 +249,8 @@ class NetdevPort:
             ) from exc
         csum = bool(self.cfg.offload.csum)
         self.io = PortIO(
-            fds=[s.fileno() for s in self._socks],
+            fds=[q.sock.fileno() for q in self._queues],
+            rings=tuple(q.ring for q in self._queues),
             vnet_hdr_len=VNET_HDR_LEN,
             kind="packet",
             offload_csum=csum,
@@ -245,10 +262,11 @@ class NetdevPort:
         return self.io
 
     def close(self) -> None:
-        """Close the sockets (dropping promisc and fanout).  Idempotent."""
-        socks, self._socks = self._socks, []
-        for sock in socks:
-            close_packet_socket(sock)
+        """Unmap the rx rings and close the sockets (dropping promisc and
+        fanout).  Idempotent."""
+        queues, self._queues = self._queues, []
+        for queue in queues:
+            queue.close()
         self.io = None
 
     # Offloads and link state.
