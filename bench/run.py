@@ -250,6 +250,42 @@ def format_targets(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# The kernel floor: vswitchd against a bare read/write loop over the same TAPs.
+
+FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("wire-tap", ("vsw-tap-w1", "vsw-tap-w2")),
+    ("wire-tap-nooff", ("vsw-tap-nooff-w1", "vsw-tap-nooff-w2")),
+    ("wire-veth", ("vsw-netdev-w1", "vsw-netdev-w2")),
+)
+
+
+def format_floors(med: dict[str, Metrics]) -> str:
+    """What the wire rows cost against Open vSwitch, and vswitchd against them."""
+    def times(a: float | None, b: float | None, what: str) -> str:
+        r = _ratio(a, b)
+        return f"{r:.2f}x {what}" if r is not None else f"({what}: not measured)"
+
+    lines = []
+    for wire, rows in FLOORS:
+        if wire not in med:
+            continue
+        w = med[wire]
+        ref = BY_NAME[wire].ovs_match or ""
+        o = med.get(ref, {})
+        ovs_s = f"{ref}'s"
+        lines.append(f"{wire}: {_fmt(w['us'], '.2f')} us/frame = "
+                     f"{times(w['us'], o.get('us'), ovs_s)}, "
+                     f"TCP1 {_fmt(w['tcp1'], '.2f')} Gb/s = "
+                     f"{times(w['tcp1'], o.get('tcp1'), ovs_s)}")
+        for row in rows:
+            if row in med:
+                m = med[row]
+                wire_s = "the wire's"
+                lines.append(f"  {row}: {times(m['us'], w['us'], wire_s)} "
+                             f"us/frame, {times(m['tcp1'], w['tcp1'], 'its')} TCP1")
+    return "\n".join(lines)
+
+
 # Main.
 
 
@@ -347,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
           "steal % = CPU time the hypervisor took during the row (noise gauge).")
     if goals:
         print("\nTargets:\n" + format_targets(goals))
+    floors = format_floors(med)
+    if floors:
+        print("\nKernel floor (wire-*: a bare forwarding loop with vswitchd's I/O between "
+              "the same kind of ports, no switching):\n" + floors)
     failures = [s for s in samples if s.errors]
     if failures:
         print("\nErrors:")

@@ -18,6 +18,7 @@ from pathlib import Path
 from ovs import OvsInstance
 from topology import LETTERS, Host, Topology, move_to_netns
 from vswitchd_runner import PortSpec, VswitchdInstance
+from wire import WireInstance
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Config:
     """One row: which switch, which ports, how many workers and end hosts."""
 
     name: str
-    family: str                  # "bridge" | "ovs" | "vswitchd"
+    family: str                  # "bridge" | "ovs" | "vswitchd" | "wire" (kernel floor)
     ports: str                   # "veth" | "tap" | "tap-tso" | "tap-nooff" | "netdev"
     hosts: int = 2
     workers: int = 0             # vswitchd only
@@ -46,6 +47,10 @@ CONFIGS: tuple[Config, ...] = (
     Config("vsw-netdev-w1", "vswitchd", "netdev", workers=1, ovs_match="ovs-veth-tso",
            quick=True),
     Config("vsw-netdev-w2", "vswitchd", "netdev", workers=2, ovs_match="ovs-veth-tso"),
+    # The kernel's floor: a bare forwarding loop with vswitchd's I/O, no switching.
+    Config("wire-tap", "wire", "tap", ovs_match="ovs-tap-tso"),
+    Config("wire-tap-nooff", "wire", "tap-nooff", ovs_match="ovs-tap"),
+    Config("wire-veth", "wire", "netdev", ovs_match="ovs-veth-tso"),
     Config("bridge-4ns", "bridge", "veth", hosts=4, bridge_match="bridge-4ns"),
     Config("vsw-tap-4ns-w2", "vswitchd", "tap", hosts=4, workers=2,
            bridge_match="bridge-4ns"),
@@ -85,6 +90,8 @@ def build(cfg: Config, workdir: Path, code_dir: Path) -> Iterator[Setup]:
             yield Setup(topo.bridge_hosts(cfg.hosts), None)
         elif cfg.family == "ovs":
             yield _ovs(cfg, topo, stack, workdir)
+        elif cfg.family == "wire":
+            yield _wire(cfg, topo, stack, workdir)
         else:
             yield _vswitchd(cfg, topo, stack, workdir, code_dir)
 
@@ -112,6 +119,30 @@ def _ovs(cfg: Config, topo: Topology, stack: contextlib.ExitStack, workdir: Path
             topo.track_ns_link(ns, tap)
             hosts.append(topo.configure_host(i, ns, tap))
     return Setup(hosts, ovs.pid, workdir / "ovs" / "ovs-vswitchd.log")
+
+
+def _wire(cfg: Config, topo: Topology, stack: contextlib.ExitStack, workdir: Path) -> Setup:
+    if cfg.ports == "netdev":
+        veths = topo.veth_hosts(2)
+        hosts = [topo.configure_host(i, ns, ns_if) for i, (ns, ns_if, _) in enumerate(veths)]
+        wire = WireInstance(workdir / "wire", "packet", veths[0][2], veths[1][2])
+        stack.callback(wire.stop)
+        wire.start()
+        return Setup(hosts, wire.pid, wire.log_path)
+    letters = LETTERS[:2]
+    taps = [topo.name(f"t{letter}") for letter in letters]
+    topo.links.extend(taps)             # in case the wire exits before we move them
+    wire = WireInstance(workdir / "wire", "tap", taps[0], taps[1],
+                        offload=cfg.ports != "tap-nooff")
+    stack.callback(wire.stop)
+    wire.start()
+    hosts = []
+    for i, (letter, tap) in enumerate(zip(letters, taps, strict=True)):
+        ns = topo.add_netns(letter)
+        move_to_netns(tap, ns)
+        topo.track_ns_link(ns, tap)
+        hosts.append(topo.configure_host(i, ns, tap))
+    return Setup(hosts, wire.pid, wire.log_path)
 
 
 def _vswitchd(cfg: Config, topo: Topology, stack: contextlib.ExitStack,
