@@ -255,9 +255,9 @@ read_burst_ring(struct vs_ctx *ctx, struct vs_ring *ring,
         return 0;   /* another worker has it for a moment: it reads */
     }
     if (got == 0 && !released) {
-        /* Woken with nothing in the ring: a frame queued before the ring
-         * existed, or a socket error (ENETDOWN) that level-triggered epoll
-         * would report forever until read.  recvmmsg() takes both. */
+        /* Woken with nothing in the ring: a socket error (ENETDOWN when
+         * the interface goes down) that level-triggered epoll would report
+         * forever until it is read.  recvmmsg() reads and clears it. */
         return read_burst_mmsg(ctx, rxq->fd, hl);
     }
 

@@ -51,6 +51,9 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
                TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1",
                ASAN_OPTIONS="detect_leaks=1 abort_on_error=0",
                UBSAN_OPTIONS="print_stacktrace=1")
+    # `make asan` preloads gcc's libasan into pytest; a TSan binary
+    # crashes with it preloaded, and the others bring their own.
+    env.pop("LD_PRELOAD", None)
     return subprocess.run(cmd, capture_output=True, text=True, env=env,
                           timeout=120)
 
