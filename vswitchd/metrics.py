@@ -19,6 +19,12 @@ HTTP server, then closes the collector, which waits for a scrape in progress
 to finish reading; a later one (a request accepted just before) gets only
 ``vswitchd_info``.  Concurrent scrapes take turns on the collector's lock.
 
+Moving.  A reload that changes ``[metrics] listen`` binds the new address
+beside the old one, and closes the old one only once the rest of the reload
+has succeeded (``MetricsServer.change_listen``): a bad address, or a bad
+port elsewhere in the file, leaves the exporter where it was.  The collector
+stays registered across a move, so both listeners serve the same counters.
+
 Naming follows the Prometheus conventions (and node_exporter's
 ``node_network_receive_packets_total``): base units (seconds, bytes),
 ``_total`` on counters, and every port drop reason always exported, zeros
@@ -30,8 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import (
@@ -53,6 +61,8 @@ from vswitchd import __version__
 from vswitchd.config import MetricsConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import COUNTER_HELP, DROP_REASONS, TRAFFIC_COUNTERS, MacStats, WorkerStats
+
+log = logging.getLogger(__name__)
 
 NS = "vswitchd"
 
@@ -258,6 +268,56 @@ def _worker_families(rows: list[_WorkerRow]) -> list[Metric]:
     return [busy, idle, frames, polls, full]
 
 
+def serving_change(was: str, now: str) -> str:
+    """How the log and the reload reply say the exporter moved from ``was``
+    to ``now`` ("" for not serving)."""
+    if not now:
+        return f"disabled (was serving on {was})"
+    return f"now serving on {now} (was {was or 'disabled'})"
+
+
+def _address(listen: str) -> tuple[str, int]:
+    try:
+        mc = MetricsConfig(listen)
+        host, port = mc.host, mc.port
+    except ValueError:
+        raise VswitchError(f"metrics.listen: {listen!r} is not a valid listen "
+                           "address (host:port or [ipv6]:port)") from None
+    if host is None or port is None:
+        raise VswitchError("metrics.listen: empty, the exporter is disabled")
+    return host, port
+
+
+class _Listener:
+    """One bound HTTP server serving a registry, and the thread it runs in."""
+
+    def __init__(self, listen: str, registry: CollectorRegistry) -> None:
+        host, port = _address(listen)
+        try:
+            # Binds here (immediate), serves from the server's own thread.
+            self.server, self.thread = start_http_server(port, host, registry)
+        except OSError as exc:
+            raise VswitchError(f"metrics.listen: cannot listen on {listen}: "
+                               f"{exc.strerror or exc}") from None
+        self.listen = listen
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_port)
+
+    async def close(self) -> None:
+        # shutdown() waits for serve_forever's next poll (up to 0.5 s), so
+        # not on the event loop thread.  All three steps in that thread: if
+        # the awaiting task is cancelled (the management socket closing
+        # under a reload), the socket is still closed and the thread joined.
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
 class MetricsServer:
     """Serves ``/metrics`` for ``switch`` on ``listen`` ("host:port" or
     "[ipv6]:port", as in ``[metrics] listen``).
@@ -266,6 +326,10 @@ class MetricsServer:
     while serving.  Without one the server makes its own (never the
     process-wide default) with the process, platform and GC collectors too.
     Stop it before the switch: see the module docstring.
+
+    ``change_listen()`` moves a running exporter (a reload): several
+    listeners may briefly serve the same registry and collector, so a move
+    never leaves a moment with nothing listening.
     """
 
     def __init__(self, switch: SwitchLike, listen: str,
@@ -279,46 +343,81 @@ class MetricsServer:
             GCCollector(registry=registry)
         self.registry = registry
         self.collector: SwitchCollector | None = None
-        self._server: Any = None        # wsgiref WSGIServer
-        self._thread: threading.Thread | None = None
+        self._listener: _Listener | None = None
 
     @property
     def port(self) -> int | None:
         """The TCP port being served, or None when stopped."""
-        return None if self._server is None else int(self._server.server_port)
+        return None if self._listener is None else self._listener.port
+
+    @property
+    def serving_on(self) -> str:
+        """The listen address being served, or "" when stopped."""
+        return "" if self._listener is None else self._listener.listen
 
     async def start(self) -> None:
-        try:
-            mc = MetricsConfig(self.listen)
-            host, port = mc.host, mc.port
-        except ValueError:
-            raise VswitchError(f"metrics.listen: {self.listen!r} is not a valid listen "
-                               "address (host:port or [ipv6]:port)") from None
-        if host is None or port is None:
-            raise VswitchError("metrics.listen: empty, the exporter is disabled")
-        collector = SwitchCollector(self.switch)
-        self.registry.register(collector)
-        try:
-            # Binds here (immediate), serves from the server's own thread.
-            self._server, self._thread = start_http_server(port, host, self.registry)
-        except OSError as exc:
-            self.registry.unregister(collector)
-            raise VswitchError(f"metrics.listen: cannot listen on {self.listen}: "
-                               f"{exc.strerror or exc}") from None
-        self.collector = collector
+        self._listener = self._bind(self.listen)
 
     async def stop(self) -> None:
-        server, thread, collector = self._server, self._thread, self.collector
-        if server is None or collector is None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await self._close(listener, last=True)
+
+    @contextlib.asynccontextmanager
+    async def change_listen(self, listen: str) -> AsyncIterator[None]:
+        """Moves the exporter to ``listen`` ("" stops it) as one part of a
+        bigger change, a reload, that may still fail in the ``async with``
+        body.
+
+        Entering binds ``listen`` beside the listener serving now, so a bad
+        address raises VswitchError, naming ``metrics.listen``, before
+        anything has changed.  If the body raises, the new listener is
+        closed and the old one has never stopped serving.  If it returns,
+        the old listener is closed and the exporter serves on ``listen``.
+        """
+        was = self.serving_on
+        if listen == was:
+            self.listen = listen
+            yield
             return
-        self._server = self._thread = self.collector = None
-        # shutdown() waits for serve_forever's next poll (up to 0.5 s), so
-        # not on the event loop thread.
-        await asyncio.to_thread(server.shutdown)
-        server.server_close()
-        if thread is not None:
-            thread.join()
-        # A request accepted before shutdown may still be running in its own
-        # thread: let it finish reading, and make any later read a no-op.
+        old = self._listener
+        new = self._bind(listen) if listen else None
+        try:
+            yield
+        except BaseException:
+            if new is not None:
+                await self._close(new, last=old is None)
+            raise
+        self._listener, self.listen = new, listen
+        if old is not None:
+            await self._close(old, last=new is None)
+        log.info("metrics: %s", serving_change(was, listen))
+
+    def _bind(self, listen: str) -> _Listener:
+        """A listener on ``listen``; the first one registers the collector,
+        so the registry never serves without it."""
+        first = self.collector is None
+        if first:
+            self.collector = SwitchCollector(self.switch)
+            self.registry.register(self.collector)
+        try:
+            return _Listener(listen, self.registry)
+        except VswitchError:
+            if first:
+                self._drop_collector()
+            raise
+
+    async def _close(self, listener: _Listener, last: bool) -> None:
+        await listener.close()
+        if last:
+            self._drop_collector()
+
+    def _drop_collector(self) -> None:
+        collector, self.collector = self.collector, None
+        if collector is None:
+            return
+        # A request accepted before its listener closed may still be running
+        # in its own thread: let it finish reading, and make any later read
+        # a no-op.
         collector.close()
         self.registry.unregister(collector)

@@ -454,3 +454,120 @@ async def test_bind_failure_names_the_key_and_the_reason(vs):
 async def test_an_invalid_listen_address_is_refused(vs):
     with pytest.raises(VswitchError, match=r"^metrics\.listen: "):
         await MetricsServer(vs, "nowhere").start()
+
+
+# Moving the server (a reload).
+
+
+def scrape(port: int, host: str = "127.0.0.1") -> bytes:
+    url = f"http://{host}:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return bytes(r.read())
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.fixture
+async def serving(vs: HarnessSwitch):
+    """A started server on a free loopback port, stopped afterwards."""
+    server = MetricsServer(vs, f"127.0.0.1:{free_port()}", registry=CollectorRegistry())
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_change_listen_serves_on_the_new_port_and_closes_the_old(serving, caplog):
+    old, new = serving.port, free_port()
+    collector = serving.collector
+    caplog.set_level("INFO", logger="vswitchd.metrics")
+    async with serving.change_listen(f"127.0.0.1:{new}"):
+        # Inside the change both listen: nothing is closed before it is done.
+        assert b"vswitchd_info" in await asyncio.to_thread(scrape, new)
+        assert b"vswitchd_info" in await asyncio.to_thread(scrape, old)
+    assert (serving.port, serving.listen) == (new, f"127.0.0.1:{new}")
+    assert serving.collector is collector          # the same counters, not re-registered
+    assert refused(old)
+    assert b"vswitchd_config_generation 7.0" in await asyncio.to_thread(scrape, new)
+    assert caplog.messages == [f"metrics: now serving on 127.0.0.1:{new} (was 127.0.0.1:{old})"]
+
+
+async def test_change_listen_to_a_busy_port_fails_and_keeps_serving_on_the_old(serving):
+    old = serving.port
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        entered = False
+        with pytest.raises(VswitchError) as exc:
+            async with serving.change_listen(f"127.0.0.1:{port}"):
+                entered = True
+    assert not entered                              # refused before the reload went on
+    assert str(exc.value) == (f"metrics.listen: cannot listen on 127.0.0.1:{port}: "
+                              "Address already in use")
+    assert (serving.port, serving.listen) == (old, f"127.0.0.1:{old}")
+    assert b"vswitchd_info" in await asyncio.to_thread(scrape, old)
+
+
+async def test_change_listen_to_an_invalid_address_names_the_key(serving):
+    with pytest.raises(VswitchError, match=r"^metrics\.listen: 'nowhere' is not a valid "):
+        async with serving.change_listen("nowhere"):
+            pass
+    assert b"vswitchd_info" in await asyncio.to_thread(scrape, serving.port)
+
+
+async def test_a_reload_failing_after_the_bind_closes_the_new_port_and_keeps_the_old(serving):
+    old, new = serving.port, free_port()
+    with pytest.raises(VswitchError, match="ports.vm9"):
+        async with serving.change_listen(f"127.0.0.1:{new}"):
+            raise VswitchError("ports.vm9: the rest of the reload failed")
+    assert refused(new)
+    assert (serving.port, serving.listen) == (old, f"127.0.0.1:{old}")
+    assert b"vswitchd_info" in await asyncio.to_thread(scrape, old)
+
+
+async def test_an_empty_listen_disables_the_exporter_and_an_address_enables_it(
+        serving, caplog):
+    old = serving.port
+    caplog.set_level("INFO", logger="vswitchd.metrics")
+    async with serving.change_listen(""):
+        pass
+    assert refused(old)
+    assert (serving.port, serving.serving_on, serving.collector) == (None, "", None)
+    assert serving.registry.get_sample_value("vswitchd_config_generation") is None
+
+    new = free_port()
+    async with serving.change_listen(f"127.0.0.1:{new}"):
+        pass
+    assert b"vswitchd_config_generation 7.0" in await asyncio.to_thread(scrape, new)
+    assert caplog.messages == [
+        f"metrics: disabled (was serving on 127.0.0.1:{old})",
+        f"metrics: now serving on 127.0.0.1:{new} (was disabled)",
+    ]
+
+
+async def test_enabling_on_a_busy_port_leaves_the_exporter_disabled(vs):
+    reg = CollectorRegistry()
+    server = MetricsServer(vs, "", registry=reg)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(VswitchError, match="Address already in use"):
+            async with server.change_listen(f"127.0.0.1:{busy.getsockname()[1]}"):
+                pass
+    assert (server.port, server.listen, server.collector) == (None, "", None)
+    assert list(reg.collect()) == []
+
+
+async def test_an_unchanged_listen_keeps_the_listener_and_logs_nothing(serving, caplog):
+    port = serving.port
+    caplog.set_level("INFO", logger="vswitchd.metrics")
+    async with serving.change_listen(f"127.0.0.1:{port}"):
+        pass
+    assert serving.port == port and caplog.messages == []
+    assert b"vswitchd_info" in await asyncio.to_thread(scrape, port)
