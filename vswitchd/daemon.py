@@ -1,10 +1,16 @@
 """The ``vswitchd`` program: load the config, run the switch, serve management.
 
 Lifecycle (``Daemon.run``): start the switch (workers, then ports), then the
-management socket, then tell the service manager READY=1.  SIGTERM/SIGINT
-and SIGHUP handlers only queue work on the event loop: stop, or reload.
-Shutdown mirrors start-up: STOPPING=1, management socket, then the switch
-(ports detached, TAPs it created removed, workers joined).
+metrics exporter, then the management socket, then tell the service manager
+READY=1.  SIGTERM/SIGINT and SIGHUP handlers only queue work on the event
+loop: stop, or reload.  Shutdown mirrors start-up: STOPPING=1, management
+socket, exporter, then the switch (ports detached, TAPs it created removed,
+workers joined).
+
+The management socket is the last thing up and the first down because a
+``vswitchctl reload`` may move the exporter: closing the socket cancels a
+reload in progress, so none can bind a metrics listener after the exporter
+has stopped (its scrapes would read a freed switch).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import sys
 from vswitchd import __version__, commands, config, fdstore, sdnotify
 from vswitchd.control import ControlServer
 from vswitchd.errors import VswitchError
-from vswitchd.metrics import MetricsServer
+from vswitchd.metrics import MetricsServer, serving_change
 from vswitchd.switch import VSwitch
 
 log = logging.getLogger("vswitchd")
@@ -34,21 +40,24 @@ class Daemon:
         m = cfg.management
         self.control = ControlServer(m.socket, mode=m.socket_mode, group=m.socket_group)
         commands.register(self.control, self.switch, self.reload)
-        self.metrics = MetricsServer(self.switch, cfg.metrics.listen) \
-            if cfg.metrics.enabled else None
+        # Always there, serving or not: a reload may enable a disabled exporter.
+        self.metrics = MetricsServer(self.switch, cfg.metrics.listen)
         self._stop = asyncio.Event()
+        # Two reloads at once (SIGHUP and vswitchctl) would both bind the new
+        # metrics address, and the second would fail on the first's listener.
+        self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[object]] = set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         await self.switch.start()
         try:
-            await self.control.start()
+            if self.switch.config.metrics.enabled:
+                await self.metrics.start()
             try:
-                if self.metrics is not None:
-                    await self.metrics.start()
+                await self.control.start()
             except BaseException:
-                await self.control.stop()
+                await self.metrics.stop()
                 raise
         except BaseException:
             await self.switch.stop()
@@ -72,9 +81,8 @@ class Daemon:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            if self.metrics is not None:
-                await self.metrics.stop()   # before the switch: scrapes read its counters
-            await self.control.stop()
+            await self.control.stop()       # first: see the module docstring
+            await self.metrics.stop()       # before the switch: scrapes read its counters
             await self.switch.stop()
 
     def _on_sighup(self) -> None:
@@ -94,17 +102,27 @@ class Daemon:
     async def reload(self) -> str:
         """Re-reads the config file and applies the difference; a bad file
         is refused, logged and returned, and the running config stays."""
-        sdnotify.notify("RELOADING=1")
-        try:
-            new = config.load(self.config_path)
-            diff = await self.switch.apply(new)
-        except VswitchError as exc:
-            log.error("reload refused: %s", exc)
-            raise
-        finally:
-            sdnotify.notify("READY=1")
+        async with self._reload_lock:
+            sdnotify.notify("RELOADING=1")
+            was = self.metrics.serving_on
+            try:
+                new = config.load(self.config_path)
+                # A new metrics address is bound before the switch changes,
+                # and the old one let go only once the switch has taken the
+                # new config: a bad address or a bad port leaves both as
+                # they were.
+                async with self.metrics.change_listen(new.metrics.listen):
+                    diff = await self.switch.apply(new)
+            except VswitchError as exc:
+                log.error("reload refused: %s", exc)
+                raise
+            finally:
+                sdnotify.notify("READY=1")
+            now = self.metrics.serving_on
         msg = (f"reloaded {self.config_path}: {len(diff.added)} added, "
                f"{len(diff.removed)} removed, {len(diff.changed)} changed")
+        if now != was:
+            msg += f"; metrics {serving_change(was, now)}"
         log.info("%s", msg)
         return msg
 
