@@ -1,10 +1,12 @@
 """Run the real vswitchd as a subprocess for end-to-end tests.
 
 ``RunningDaemon`` writes a TOML config into a temp dir (its own management
-socket, metrics off unless asked), starts ``python -m vswitchd.daemon``,
-and waits for READY=1 on its own NOTIFY_SOCKET listener, the way systemd
-would.  ``ctl()`` runs the real ``vswitchctl``.  ``stop()`` sends SIGTERM
-and checks the daemon exits 0.
+socket, metrics off unless ``metrics="host:port"`` is given), starts
+``python -m vswitchd.daemon``, and waits for READY=1 on its own
+NOTIFY_SOCKET listener, the way systemd would; a daemon that is not ready in
+time is stopped, so a failed start leaves nothing running.  ``ctl()`` runs
+the real ``vswitchctl``, ``scrape()`` reads its ``/metrics``.  ``stop()``
+sends SIGTERM and returns the exit code.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,18 @@ def render_config(ports: dict[str, dict[str, Any]], socket_path: str,
     return "\n".join(lines)
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a metrics listen address)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, timeout_s: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout_s) as r:
+        return bytes(r.read())
+
+
 class RunningDaemon:
     def __init__(self, tmp: Path, ports: dict[str, dict[str, Any]],
                  switch: dict[str, Any] | None = None, metrics: str = "") -> None:
@@ -55,14 +70,39 @@ class RunningDaemon:
         self.config_path = tmp / "vswitchd.toml"
         self.log_path = tmp / "vswitchd.log"
         self.switch = switch
-        self.metrics = metrics
+        self.ports = ports
+        self.metrics = metrics          # [metrics] listen; "" is off
         self.write_config(ports)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def write_config(self, ports: dict[str, dict[str, Any]]) -> None:
-        self.config_path.write_text(render_config(ports, self.socket, self.switch, self.metrics))
+    def write_config(self, ports: dict[str, dict[str, Any]] | None = None, *,
+                     metrics: str | None = None) -> None:
+        """Rewrites the config file (for a reload); what is not given stays."""
+        if ports is not None:
+            self.ports = ports
+        if metrics is not None:
+            self.metrics = metrics
+        self.config_path.write_text(
+            render_config(self.ports, self.socket, self.switch, self.metrics))
 
-    def start(self, timeout_s: float = 20.0) -> None:
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.metrics}/metrics"
+
+    def scrape(self, timeout_s: float = 10.0) -> bytes:
+        """GET /metrics, retried until the exporter answers."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return http_get(self.metrics_url)
+            except OSError as exc:      # not listening yet
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f"{self.metrics_url} not served within {timeout_s} s "
+                                         f"({exc!r}):\n{self.log()}") from None
+            time.sleep(0.2)
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        # 30 s: a daemon creating 64 TAPs on a busy 2-CPU machine needs it.
         notify_path = str(self.tmp / "notify.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         listener.bind(notify_path)
@@ -84,6 +124,9 @@ class RunningDaemon:
                 except TimeoutError:
                     continue
             raise RuntimeError(f"vswitchd not ready in {timeout_s}s:\n{self.log()}")
+        except BaseException:
+            self.stop()         # a failed start leaves nothing running
+            raise
         finally:
             listener.close()
 

@@ -1,11 +1,12 @@
 """The exporter end to end: the real daemon, real TAPs, a real Prometheus.
 
 The daemon runs as a subprocess on its own config, management socket and
-metrics port; its TAPs live in namespaces from the shared `netns` fixture,
-deleted by exact name.  A real Prometheus server (Debian package
-`prometheus`) scrapes it every second; the test reads the result back from
-Prometheus's query API, so names, types and the text format are checked by
-the consumer that matters.
+metrics port (the shared `daemon` fixture, `daemon_fixture.RunningDaemon`);
+its TAPs live in namespaces from the shared `netns` fixture or are named by
+the `ifname` fixture, and are deleted by exact name.  A real Prometheus
+server (Debian package `prometheus`) scrapes it every second; the test reads
+the result back from Prometheus's query API, so names, types and the text
+format are checked by the consumer that matters.
 
 Needs root, /dev/net/tun, `ip`, `ping`, `/usr/bin/prometheus` and `promtool`:
 without them the tests skip, and FAIL when CI=true.
@@ -15,22 +16,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.daemon_fixture import free_port, http_get
 from vswitchd.fastpath import DROP_REASONS
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("require_root")]
@@ -50,17 +47,6 @@ def need(path: str | None, what: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(url: str, timeout_s: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout_s) as r:
-        return bytes(r.read())
-
-
 def wait_for(what: str, probe: Callable[[], Any], timeout_s: float,
               diagnose: Callable[[], str] = lambda: "") -> Any:
     """Polls ``probe`` until it returns something true; returns that."""
@@ -76,91 +62,6 @@ def wait_for(what: str, probe: Callable[[], Any], timeout_s: float,
             last = exc
         time.sleep(0.2)
     raise AssertionError(f"{what} within {timeout_s} s (last: {last!r})\n{diagnose()}")
-
-
-class Daemon:
-    """``python -m vswitchd.daemon`` on a config of its own; READY=1 read from
-    a NOTIFY_SOCKET as systemd would."""
-
-    def __init__(self, tmp: Path, ports: dict[str, dict[str, Any]], metrics_port: int) -> None:
-        self.tmp = tmp
-        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        self.config = tmp / "vswitchd.toml"
-        lines = ["[management]", f"socket = {json.dumps(str(tmp / 'sock'))}", "",
-                 "[metrics]", f'listen = "127.0.0.1:{metrics_port}"', ""]
-        for name, keys in ports.items():
-            lines.append(f"[ports.{name}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
-        self.config.write_text("\n".join(lines) + "\n")
-        self.log_path = tmp / "vswitchd.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(self.tmp / "notify"))
-        notify.settimeout(0.2)
-        env = dict(os.environ, NOTIFY_SOCKET=str(self.tmp / "notify"))
-        with open(self.log_path, "wb") as log:
-            # cwd=tmp: the vswitchd package comes from the environment (the
-            # editable install, or PYTHONPATH), not from whatever cwd holds.
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vswitchd.daemon", "--config", str(self.config)],
-                cwd=self.tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"vswitchd exited {self.proc.returncode}:\n{self.log()}")
-                try:
-                    if b"READY=1" in notify.recv(4096):
-                        return
-                except TimeoutError:
-                    continue
-            raise AssertionError(f"vswitchd not ready within {timeout_s} s:\n{self.log()}")
-        finally:
-            notify.close()
-
-    def metrics(self) -> bytes:
-        return wait_for("the daemon serving /metrics (is MetricsServer wired into "
-                        "Daemon.run?)", lambda: http_get(self.metrics_url), 10, self.log)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout_s: float = 20.0) -> int | None:
-        """SIGTERM, wait; returns the exit code (None if it was not running)."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise AssertionError(f"vswitchd ignored SIGTERM:\n{self.log()}") from None
-        return proc.returncode
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    """Factory: a started daemon; stopped afterwards (exit code checked by
-    the test), and its root-namespace TAPs removed by exact name if it left
-    any behind."""
-    started: list[tuple[Daemon, list[str]]] = []
-
-    def make(ports: dict[str, dict[str, Any]]) -> Daemon:
-        d = Daemon(tmp_path, ports, free_port())
-        started.append((d, [p["ifname"] for p in ports.values() if "netns" not in p]))
-        d.start()
-        return d
-
-    yield make
-    for d, root_taps in started:
-        d.stop()
-        for ifname in root_taps:
-            sh("ip", "link", "del", "dev", ifname, check=False)
 
 
 def promtool_check(text: bytes) -> subprocess.CompletedProcess[str]:
@@ -239,7 +140,7 @@ def in_ns(ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
 
 def test_prometheus_scrapes_port_counters_of_a_ping(daemon, netns, prometheus):
     a, b = netns(), netns()
-    d = daemon({"a": tap_in(a), "b": tap_in(b)})
+    d = daemon({"a": tap_in(a), "b": tap_in(b)}, metrics=f"127.0.0.1:{free_port()}")
     for ns, ip in ((a, "10.78.0.1/24"), (b, "10.78.0.2/24")):
         in_ns(ns, "ip", "addr", "add", ip, "dev", f"vm{ns[-8:]}")
         in_ns(ns, "ip", "link", "set", f"vm{ns[-8:]}", "up")
@@ -248,12 +149,12 @@ def test_prometheus_scrapes_port_counters_of_a_ping(daemon, netns, prometheus):
                                                "-W", "1", "10.78.0.2", check=False
                                                ).returncode == 0, 20, d.log)
 
-    live = d.metrics()
+    live = d.scrape()
     result = promtool_check(live)
     assert result.returncode == 0, result.stdout + result.stderr
     assert b'vswitchd_port_up{port="a"} 1.0' in live
 
-    prom = prometheus(d.metrics_url.removeprefix("http://").removesuffix("/metrics"))
+    prom = prometheus(d.metrics)
 
     def received() -> float:
         series = prom.query('vswitchd_port_receive_packets_total{port="a"}')
@@ -268,12 +169,14 @@ def test_prometheus_scrapes_port_counters_of_a_ping(daemon, netns, prometheus):
     assert d.stop() == 0, d.log()
 
 
-def test_scrape_time_with_64_ports(daemon, capsys):
+def test_scrape_time_with_64_ports(ifname, daemon, capsys):
     """Prints the median of 20 scrapes of a daemon with 64 TAP ports (run
     with -s); asserts nothing about time."""
-    base = f"vsm{secrets.token_hex(4)}"
-    d = daemon({f"p{i:02d}": {"type": "tap", "ifname": f"{base}{i:02d}"} for i in range(64)})
-    first = d.metrics()
+    # `ifname` is set up before `daemon`, so torn down after it: a TAP left
+    # behind is deleted once the daemon has stopped, not under it.
+    d = daemon({f"p{i:02d}": {"type": "tap", "ifname": ifname()} for i in range(64)},
+               metrics=f"127.0.0.1:{free_port()}")
+    first = d.scrape()
     assert first.count(b"vswitchd_port_receive_packets_total{") == 64
     times = []
     for _ in range(20):
