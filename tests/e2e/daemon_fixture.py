@@ -156,6 +156,16 @@ class RunningDaemon:
             time.sleep(0.1)
         raise AssertionError(f"ports {names} not up: {self.ctl('show')}")
 
+    def wait_log(self, text: str, count: int = 1, timeout_s: float = 10.0) -> None:
+        """Waits for ``text`` to be in the daemon's log ``count`` times: what
+        a SIGHUP reload did shows only there."""
+        deadline = time.monotonic() + timeout_s
+        while self.log().count(text) < count:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{text!r} not logged {count} times within {timeout_s} s:"
+                                     f"\n{self.log()}")
+            time.sleep(0.1)
+
     def reload(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGHUP)
