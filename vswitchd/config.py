@@ -176,8 +176,10 @@ class SwitchConfig:
     rebalance_improvement: int = 25
     rebalance_sample_s: int = 10
     # Workers keep polling this long after their last frame before they
-    # sleep (latency and batch size under load, for some CPU).  0: never.
-    busy_poll_us: int = 200
+    # sleep.  Off by default: on hosts where the VMs share the workers'
+    # cores the spinning takes CPU from them (TCP -11..-19 % on 2 vCPUs,
+    # docs/performance.md); worth trying on dedicated cores.  0: never.
+    busy_poll_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -343,7 +345,7 @@ def _parse_switch(data: object) -> SwitchConfig:
                                       int_in(1, 100)),
         rebalance_improvement=get_key(t, "switch", "rebalance_improvement", 25, int_in(1, 100)),
         rebalance_sample_s=get_key(t, "switch", "rebalance_sample_s", 10, int_in(1, 3600)),
-        busy_poll_us=get_key(t, "switch", "busy_poll_us", 200, int_in(0, 100_000)),
+        busy_poll_us=get_key(t, "switch", "busy_poll_us", 0, int_in(0, 100_000)),
     )
 
 
