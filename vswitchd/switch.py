@@ -153,6 +153,10 @@ class VSwitch:
 
     def _apply(self, new: Config) -> ConfigDiff:
         diff = cfgmod.diff(self.config, new)
+        if diff.empty:
+            # Nothing to publish: the generation counts applied changes.
+            log.info("config unchanged (generation %d)", self.generation)
+            return diff
         # A lost port only needs its config updated: it reattaches as it is then.
         for name in list(self.lost):
             if name in new.ports:
@@ -162,6 +166,8 @@ class VSwitch:
         live = set(self.ports)
         for name in diff.restart_required:
             log.warning("switch.%s: change takes effect at the next restart", name)
+        if diff.management_changed:
+            log.warning("management: change takes effect at the next restart")
 
         # Open what is new first: if that fails nothing has changed yet.
         opened: list[Port] = []
@@ -194,7 +200,9 @@ class VSwitch:
         kept = {k: v for k, v in new.switch.__dict__.items()
                 if k not in cfgmod.RESTART_FIELDS}
         switch_cfg = type(new.switch)(**{**self.config.switch.__dict__, **kept})
-        self.config = Config(switch=switch_cfg, management=new.management,
+        # The management socket in use stays what it is until a restart, so
+        # the running config keeps saying so (and the next reload warns again).
+        self.config = Config(switch=switch_cfg, management=self.config.management,
                              metrics=new.metrics, ports=new.ports)
         self.fast.set_busy_poll(switch_cfg.busy_poll_us)
         self._publish()

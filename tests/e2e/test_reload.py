@@ -69,3 +69,39 @@ def test_watchdog_pings_while_running_and_reload_reports_reloading(
         assert proc.wait(30) == 0
         assert any("STOPPING=1" in m for m in sm.messages)
         sm.close()
+
+
+def test_reload_without_changes_keeps_the_config_generation(
+        tmp_path: Path, require_root: None) -> None:
+    daemon = RunningDaemon(tmp_path, {})
+    daemon.start()
+    try:
+        generation = daemon.ctl("show")["switch"]["config_generation"]
+        for _ in range(3):
+            assert daemon.ctl_raw("reload").returncode == 0
+        assert daemon.ctl("show")["switch"]["config_generation"] == generation
+        assert "config unchanged" in daemon.log()
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_reload_names_the_settings_that_wait_for_a_restart(
+        tmp_path: Path, require_root: None) -> None:
+    daemon = RunningDaemon(tmp_path, {}, switch={"mac_table_size": 4096})
+    daemon.start()
+    try:
+        text = daemon.config_path.read_text()
+        daemon.config_path.write_text(
+            text.replace(daemon.socket, str(tmp_path / "elsewhere.sock"))
+                .replace("mac_table_size = 4096", "mac_table_size = 2048"))
+        r = daemon.ctl_raw("reload")
+        assert r.returncode == 0, r.stderr
+        assert ("switch.mac_table_size, management take effect at the next restart"
+                in r.stdout)
+        # Still served where it was, and the next reload says so again.
+        r = daemon.ctl_raw("reload")
+        assert "management take effect at the next restart" in r.stdout
+        assert daemon.ctl("show")["switch"]["mac_table_size"] == 4096
+        assert "management: change takes effect at the next restart" in daemon.log()
+    finally:
+        assert daemon.stop() == 0
