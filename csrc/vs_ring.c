@@ -205,6 +205,13 @@ vs_ring_get_stats(struct vs_ring *r, struct vs_ring_stats *out)
     out->kernel_freezes = r->stats.kernel_freezes;
 }
 
+/* Returns the TPACKET version of 'r', 2 or 3. */
+int
+vs_ring_version(const struct vs_ring *r)
+{
+    return r->version;
+}
+
 /* Puts the tag the kernel stripped back between the MAC addresses and the
  * EtherType (the 4 bytes in front of the frame belong to the virtio-net
  * header, already copied out), and moves the header's offsets with it. */

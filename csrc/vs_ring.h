@@ -110,6 +110,10 @@ void vs_ring_detach(struct vs_ring *ring);
  * from the socket now (PACKET_STATISTICS resets the kernel's counts, so
  * they are accumulated in the ring): control thread only. */
 void vs_ring_get_stats(struct vs_ring *ring, struct vs_ring_stats *out);
+/* The TPACKET version 'ring' runs: 2 or 3 (what the kernel accepted, which
+ * is what operators are shown, not what the config asked for).  Any
+ * thread that holds the ring. */
+int vs_ring_version(const struct vs_ring *ring);
 
 /* Readers (workers). */
 

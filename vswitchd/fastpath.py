@@ -350,8 +350,15 @@ class Ring:
             raise FastpathError("rx ring used after detach")
         return self._ring
 
+    @property
+    def version(self) -> int:
+        """The TPACKET version the kernel accepted: 2 or 3."""
+        return int(lib.vs_ring_version(self.c_ring))
+
     def stats(self) -> dict[str, int]:
-        """The ring's counters (see struct vs_ring_stats)."""
+        """The ring's counters (see struct vs_ring_stats).  Control thread
+        only: the kernel_* ones are read from the socket, which resets
+        them, and added up in the ring without a lock."""
         s = ffi.new("struct vs_ring_stats *")
         lib.vs_ring_get_stats(self.c_ring, s)
         return {name: int(getattr(s, name)) for name in RING_STATS}

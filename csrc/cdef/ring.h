@@ -34,6 +34,7 @@ int vs_ring_attach(int fd, uint32_t vnet_hdr_len, int version,
                    struct vs_ring **ringp);
 void vs_ring_detach(struct vs_ring *ring);
 void vs_ring_get_stats(struct vs_ring *ring, struct vs_ring_stats *out);
+int vs_ring_version(const struct vs_ring *ring);
 
 struct vs_ring *vs_ring_wrap(void *mem, int version, uint32_t block_size,
                              uint32_t block_nr, uint32_t vnet_hdr_len);
