@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from vswitchd import config as cfgmod
-from vswitchd import fdstore, port_args, rebalance
+from vswitchd import fdstore, port_args, rebalance, ringstats
 from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import MAX_PORTS, PortParams, Switch
@@ -46,6 +46,11 @@ class Port:
     backend: TapPort | NetdevPort
     io: PortIO
     link_up: bool = False
+    # Packet ports: their rx path and ring counters as last read by the
+    # event loop thread (VSwitch.read_rx_rings), for threads that must not
+    # touch the rings themselves (the exporter's).  Replaced whole, never
+    # mutated.  None for a TAP.
+    rx_ring: ringstats.RxRingReport | None = None
 
     def params(self) -> PortParams:
         return PortParams(
@@ -259,6 +264,7 @@ class VSwitch:
             fdstore.remove(stored)
         port = Port(cfg=pc, id=-1, backend=backend, io=io)
         port.link_up = backend.read_link_state()
+        self._read_rx_ring(port)
         if register:
             self._register(port)
         return port
@@ -382,6 +388,10 @@ class VSwitch:
                 log.debug("aged out %d MAC entries", aged)
             if self.lost:
                 self._retry_lost()
+            # Every tick, scraped or not: the kernel's ring counters are
+            # 32-bit and reset on each read, so reading often keeps them
+            # from wrapping, and the exporter's copy at most a tick old.
+            self.read_rx_rings()
             if ticks % sw.rebalance_sample_s == 0:
                 self._take_sample()
                 self._maybe_rebalance()
@@ -430,6 +440,17 @@ class VSwitch:
         return msg
 
     # Reporting.
+
+    def read_rx_rings(self) -> None:
+        """Refreshes every packet port's ``rx_ring`` report.  Event loop
+        thread only (see vswitchd/ringstats.py)."""
+        for port in self.ports.values():
+            self._read_rx_ring(port)
+
+    @staticmethod
+    def _read_rx_ring(port: Port) -> None:
+        if port.io.kind == "packet":
+            port.rx_ring = ringstats.read(port.io.rings)
 
     def port_by_name(self, name: str | None) -> Port | None:
         if name is None:

@@ -15,7 +15,7 @@ import time
 import pytest
 from vswitchd._fastpath import ffi, lib
 
-from vswitchd import fastpath
+from vswitchd import fastpath, ringstats
 
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
@@ -343,3 +343,35 @@ def test_kernel_counts_keep_adding_up_though_each_read_resets_the_kernels() -> N
     finally:
         sock.close()
 
+
+def test_rx_ring_report_names_the_path_the_queues_got() -> None:
+    stats = dict.fromkeys(fastpath.RING_STATS, 0)
+    assert ringstats.RxRingReport((3, 3), (stats, stats)).path == "v3"
+    assert ringstats.RxRingReport((2,), (stats,)).path == "v2"
+    # Asked for a ring, refused by the kernel: recvmmsg, and shown as such.
+    off = ringstats.RxRingReport((None, None), (None, None))
+    assert off.path == "off" and not off.has_ring and off.totals is None
+    assert ringstats.RxRingReport((3, None), (stats, None)).path == "mixed"
+    assert ringstats.RxRingReport((), ()).path == "off"
+
+
+def test_rx_ring_report_sums_real_ring_counters_over_the_queues(rings) -> None:
+    big = Frame(frame(2), wire_len=9000)          # clamped by the kernel
+    q0 = rings(3, [v3_block(4096, [Frame(frame(1)), big]),
+                   v3_block(4096, [], TP_STATUS_KERNEL)])
+    q1 = rings(3, [v3_block(4096, [Frame(frame(3), tci=5, status=TP_STATUS_USER
+                                         | TP_STATUS_VLAN_VALID)]),
+                   v3_block(4096, [], TP_STATUS_KERNEL)])
+    q0.read()
+    q1.read()
+    queues = [fastpath.Ring(q0.ring), None, fastpath.Ring(q1.ring)]  # the fixture frees them
+    report = ringstats.read(queues)
+    assert report.versions == (3, None, 3) and report.path == "mixed"
+    # Wrapped rings have no socket: no kernel_* counts.
+    assert report.totals == {"blocks": 2, "frames": 3, "truncated": 1, "vlan_restored": 1,
+                             "kernel_packets": 0, "kernel_drops": 0, "kernel_freezes": 0}
+    shown = report.to_json()
+    assert shown["rx_ring"] == "mixed" and shown["rx_ring_stats"] == report.totals
+    assert [q["rx_ring"] for q in shown["rx_ring_queues"]] == ["v3", "off", "v3"]
+    assert shown["rx_ring_queues"][0]["frames"] == 2
+    assert shown["rx_ring_queues"][1] == {"rx_ring": "off"}
