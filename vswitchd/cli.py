@@ -139,16 +139,33 @@ def format_show(result: dict[str, Any]) -> str:
         f"vswitchd: {sw['workers']} workers, {sw['mac_entries']}/{sw['mac_table_size']} MAC "
         f"entries, aging {sw['mac_aging_s']} s, config generation {sw['config_generation']}"
     ]
-    headers = ["PORT", "TYPE", "IFNAME", "LINK", "MODE", "VLANS", "QUEUES",
+    headers = ["PORT", "TYPE", "IFNAME", "LINK", "MODE", "VLANS", "QUEUES", "RX_RING",
                "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS"]
     rows = []
     for p in result["ports"]:
         ifname = p["ifname"] if not p.get("netns") else f"{p['ifname']}@{p['netns']}"
         rows.append([p["name"], p["type"], ifname, p["link"], p["mode"], _port_vlans(p),
-                     p["queues"], p["rx_packets"], p["rx_bytes"], p["tx_packets"],
-                     p["tx_bytes"], p["drops"]])
+                     p["queues"], p.get("rx_ring"), p["rx_packets"], p["rx_bytes"],
+                     p["tx_packets"], p["tx_bytes"], p["drops"]])
     lines += _table(headers, rows) if rows else ["no ports"]
+    lines += [_ring_line(p) for p in result["ports"] if p.get("rx_ring_stats")]
     return "\n".join(lines)
+
+
+# What an operator looks at first: is the ring carrying frames, is the
+# kernel dropping them because it is full, are frames clamped.  A counter
+# the daemon adds later is printed after these.
+_RING_FIELDS = ("frames", "blocks", "kernel_packets", "kernel_drops", "kernel_freezes",
+                "truncated", "vlan_restored")
+
+
+def _ring_line(port: dict[str, Any]) -> str:
+    """One line per port with an rx ring: its counters summed over its
+    queues, named as in --json and the metrics."""
+    stats = port["rx_ring_stats"]
+    names = [k for k in _RING_FIELDS if k in stats] + sorted(set(stats) - set(_RING_FIELDS))
+    fields = ", ".join(f"{k} {stats[k]}" for k in names)
+    return f"rx ring {port['name']} ({port['rx_ring']}): {fields}"
 
 
 def format_fdb(result: list[dict[str, Any]]) -> str:

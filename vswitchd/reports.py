@@ -2,7 +2,8 @@
 state read into the JSON shapes the CLI formats and `--json` prints.
 
 Read-only views over a running VSwitch: counters are summed from the C
-workers at the moment of the call; nothing here changes the switch.
+workers at the moment of the call; nothing here changes the switch (`show`
+refreshes the ports' rx ring reports, which is reading them too).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from vswitchd.config import PortConfig
 from vswitchd.fastpath import DROP_REASONS
+from vswitchd.ringstats import NO_RX_RING, RxRingReport
 from vswitchd.rxq import by_worker
 from vswitchd.switch import Port, VSwitch
 
@@ -26,7 +28,8 @@ def port_counters(switch: VSwitch, port: Port) -> tuple[dict[str, int], dict[str
 
 
 def _port_row(pc: PortConfig, link: str, queues: int, offload: dict[str, bool],
-              counters: dict[str, int], drops: dict[str, int]) -> dict[str, Any]:
+              counters: dict[str, int], drops: dict[str, int],
+              rx_ring: RxRingReport | None = None) -> dict[str, Any]:
     trunk = pc.mode == "trunk"
     return {
         "name": pc.name, "type": pc.type, "ifname": pc.ifname, "netns": pc.netns,
@@ -37,16 +40,19 @@ def _port_row(pc: PortConfig, link: str, queues: int, offload: dict[str, bool],
         **{k: counters[k] for k in _NO_TRAFFIC},
         "drops": sum(drops.values()),
         "drops_by_reason": {k: v for k, v in drops.items() if v},
+        **(NO_RX_RING if rx_ring is None else rx_ring.to_json()),
     }
 
 
 def show(switch: VSwitch) -> dict[str, Any]:
+    # Counters as of now, not as of the last timer tick.
+    switch.read_rx_rings()
     ports = []
     for port in switch.ports.values():
         counters, drops = port_counters(switch, port)
         ports.append(_port_row(port.cfg, "up" if port.link_up else "down", len(port.io.fds),
                                {"csum": port.io.offload_csum, "tso": port.io.offload_tso},
-                               counters, drops))
+                               counters, drops, port.rx_ring))
     for pc in switch.lost.values():
         ports.append(_port_row(pc, "absent", pc.queues,
                                {"csum": pc.offload.csum, "tso": pc.offload.tso},

@@ -26,25 +26,36 @@ SHOW: dict[str, Any] = {
         {"name": "vm0", "type": "tap", "ifname": "vsw-vm0", "netns": None, "mode": "access",
          "vlan": 10, "vlans": None, "native_vlan": None, "link": "up", "queues": 1,
          "offload": {"csum": True, "tso": True}, "rx_packets": 10, "rx_bytes": 1000,
-         "tx_packets": 5, "tx_bytes": 500, "drops": 2, "drops_by_reason": {"runt": 2}},
+         "tx_packets": 5, "tx_bytes": 500, "drops": 2, "drops_by_reason": {"runt": 2},
+         "rx_ring": None, "rx_ring_stats": None, "rx_ring_queues": None},
         {"name": "uplink", "type": "netdev", "ifname": "eth1", "netns": None, "mode": "trunk",
          "vlan": None, "vlans": [*range(1, 101), 200], "native_vlan": 1, "link": "down",
          "queues": 4, "offload": {"csum": True, "tso": False}, "rx_packets": 123456,
          "rx_bytes": 98765432, "tx_packets": 0, "tx_bytes": 0, "drops": 0,
-         "drops_by_reason": {}},
+         "drops_by_reason": {}, "rx_ring": "v3",
+         "rx_ring_stats": {"blocks": 70, "frames": 123456, "truncated": 0, "vlan_restored": 0,
+                           "kernel_packets": 123500, "kernel_drops": 44, "kernel_freezes": 2},
+         "rx_ring_queues": [{"rx_ring": "v3", "frames": 30864}] * 4},
         {"name": "ct1", "type": "veth", "ifname": "eth0", "netns": "ct1", "mode": "trunk",
          "vlan": None, "vlans": None, "native_vlan": None, "link": "up", "queues": 1,
          "offload": {}, "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0,
          "drops": 0, "drops_by_reason": {}},
+        {"name": "up2", "type": "netdev", "ifname": "eth2", "netns": None, "mode": "access",
+         "vlan": 1, "vlans": None, "native_vlan": None, "link": "up", "queues": 1,
+         "offload": {"csum": True, "tso": True}, "rx_packets": 7, "rx_bytes": 420,
+         "tx_packets": 0, "tx_bytes": 0, "drops": 0, "drops_by_reason": {},
+         "rx_ring": "off", "rx_ring_stats": None, "rx_ring_queues": [{"rx_ring": "off"}]},
     ],
 }
 
 SHOW_TEXT = """\
 vswitchd: 2 workers, 3/8192 MAC entries, aging 300 s, config generation 1
-PORT    TYPE    IFNAME    LINK  MODE    VLANS                 QUEUES  RX_PKTS  RX_BYTES  TX_PKTS  TX_BYTES  DROPS
-vm0     tap     vsw-vm0   up    access  10                    1       10       1000      5        500       2
-uplink  netdev  eth1      down  trunk   1-100,200 (native 1)  4       123456   98765432  0        0         0
-ct1     veth    eth0@ct1  up    trunk   all                   1       0        0         0        0         0"""  # noqa: E501
+PORT    TYPE    IFNAME    LINK  MODE    VLANS                 QUEUES  RX_RING  RX_PKTS  RX_BYTES  TX_PKTS  TX_BYTES  DROPS
+vm0     tap     vsw-vm0   up    access  10                    1       -        10       1000      5        500       2
+uplink  netdev  eth1      down  trunk   1-100,200 (native 1)  4       v3       123456   98765432  0        0         0
+ct1     veth    eth0@ct1  up    trunk   all                   1       -        0        0         0        0         0
+up2     netdev  eth2      up    access  1                     1       off      7        420       0        0         0
+rx ring uplink (v3): frames 123456, blocks 70, kernel_packets 123500, kernel_drops 44, kernel_freezes 2, truncated 0, vlan_restored 0"""  # noqa: E501
 
 FDB = [
     {"vlan": 10, "mac": "02:00:00:00:00:02", "port": "vm0", "age_s": 3},
@@ -346,6 +357,22 @@ def test_list_commands_text_lists_daemon_commands(
 
 def test_format_show_golden() -> None:
     assert cli.format_show(SHOW) == SHOW_TEXT
+
+
+def test_format_show_adds_one_line_per_port_whose_rx_ring_has_counters() -> None:
+    lines = cli.format_show(SHOW).splitlines()
+    ring_lines = [line for line in lines if line.startswith("rx ring ")]
+    # The TAP, the daemon too old to say, and the port that fell back to
+    # recvmmsg ("off") get none; the ring's counters lead with what an
+    # operator checks first, frames and the kernel's drops.
+    assert ring_lines == [lines[-1]] and ring_lines[0].startswith(
+        "rx ring uplink (v3): frames 123456, blocks 70, kernel_packets 123500, kernel_drops 44")
+
+
+def test_format_show_prints_a_ring_counter_it_does_not_know_last() -> None:
+    port = {**SHOW["ports"][1], "rx_ring_stats": {"frames": 1, "zz_new": 2, "blocks": 1}}
+    text = cli.format_show({"switch": SHOW["switch"], "ports": [port]})
+    assert text.splitlines()[-1] == "rx ring uplink (v3): frames 1, blocks 1, zz_new 2"
 
 
 def test_format_show_without_ports() -> None:
