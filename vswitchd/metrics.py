@@ -13,6 +13,12 @@ removed while its counters were being read.  The C reads are relaxed atomic
 loads, so a scrape never blocks a worker; it holds the GIL while it builds
 the families, which delays the event loop by about the scrape time.
 
+Rx ring counters are the exception: reading them resets the kernel's
+counts and a ring is freed when its port goes, both the event loop
+thread's business (vswitchd/ringstats.py).  A scrape exports the report
+that thread last took (``Port.rx_ring``, refreshed every timer tick, so at
+most a second old) and never touches a ring.
+
 Lifetime.  A scrape must not touch the C switch once it is freed, so
 ``MetricsServer.stop()`` must run before ``VSwitch.stop()``: it stops the
 HTTP server, then closes the collector, which waits for a scrape in progress
@@ -60,7 +66,15 @@ from prometheus_client.registry import Collector
 from vswitchd import __version__
 from vswitchd.config import MetricsConfig
 from vswitchd.errors import VswitchError
-from vswitchd.fastpath import COUNTER_HELP, DROP_REASONS, TRAFFIC_COUNTERS, MacStats, WorkerStats
+from vswitchd.fastpath import (
+    COUNTER_HELP,
+    DROP_REASONS,
+    RING_STATS,
+    TRAFFIC_COUNTERS,
+    MacStats,
+    WorkerStats,
+)
+from vswitchd.ringstats import RING_STATS_HELP, RxRingReport
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +99,7 @@ NS_PER_S = 1e9
 
 class SwitchLike(Protocol):
     """What the collector reads from a ``vswitchd.switch.VSwitch``: ``ports``
-    (name -> Port with ``cfg``, ``id``, ``io.fds``, ``link_up``), ``fast`` (a
+    (name -> Port with ``cfg``, ``id``, ``io.fds``, ``link_up``, ``rx_ring``), ``fast`` (a
     ``fastpath.Switch``; raises VswitchError while stopped), ``n_workers``,
     ``cpus`` and ``generation``."""
 
@@ -111,7 +125,7 @@ def port_metric_name(counter: str) -> str:
 
 
 # One scrape's worth of reads, taken under the collector's lock.
-_PortRow = tuple[Any, dict[str, int]]                 # (Port, counters)
+_PortRow = tuple[Any, dict[str, int], RxRingReport | None]   # (Port, counters, rx ring)
 _WorkerRow = tuple[int, str, WorkerStats]             # (worker, cpu, stats)
 
 
@@ -165,11 +179,13 @@ class SwitchCollector(Collector):
         for port in list(ports.values()):
             port_id = port.id
             counters = fast.port_counters(port_id)
+            # The event loop's last report, not the ring (module docstring).
+            rx_ring = port.rx_ring
             # Removed (its id perhaps reused) while we read: skip it rather
             # than report another port's counters under its name.
             if port.id != port_id or ports.get(port.cfg.name) is not port:
                 continue
-            rows.append((port, counters))
+            rows.append((port, counters, rx_ring))
         rows.sort(key=lambda row: row[0].cfg.name)
         return rows
 
@@ -207,7 +223,7 @@ def _port_families(rows: list[_PortRow]) -> list[Metric]:
                            labels=("port",))
     queues = GaugeMetricFamily(f"{NS}_port_queues", "Number of rx/tx queue pairs of the port",
                                labels=("port",))
-    for port, counters in rows:
+    for port, counters, _ in rows:
         cfg = port.cfg
         labels = [cfg.name, cfg.ifname, cfg.type]
         for c, family in traffic.items():
@@ -216,7 +232,31 @@ def _port_families(rows: list[_PortRow]) -> list[Metric]:
             drops.add_metric([cfg.name, reason], counters[reason])
         up.add_metric([cfg.name], 1 if port.link_up else 0)
         queues.add_metric([cfg.name], len(port.io.fds))
-    return [*traffic.values(), drops, up, queues]
+    return [*traffic.values(), drops, up, queues, *_ring_families(rows)]
+
+
+def ring_metric_name(counter: str) -> str:
+    """The metric name (without "_total") of rx ring counter ``counter``."""
+    return f"{NS}_port_rx_ring_{counter}"
+
+
+def _ring_families(rows: list[_PortRow]) -> list[Metric]:
+    # Only ports whose queues have a ring get samples: a port that fell back
+    # to recvmmsg (or never asked for a ring) has nothing to count, and a
+    # zero would read as "ring on, no traffic".
+    families = {c: CounterMetricFamily(ring_metric_name(c),
+                                       RING_STATS_HELP[c] + ", summed over the port's queues",
+                                       labels=PORT_LABELS)
+                for c in RING_STATS}
+    for port, _, rx_ring in rows:
+        totals = None if rx_ring is None else rx_ring.totals
+        if totals is None:
+            continue
+        cfg = port.cfg
+        labels = [cfg.name, cfg.ifname, cfg.type]
+        for c, family in families.items():
+            family.add_metric(labels, totals[c])
+    return list(families.values())
 
 
 def _mac_families(per_vlan: collections.Counter[int], capacity: int | None,

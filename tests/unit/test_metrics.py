@@ -31,8 +31,9 @@ from tests.unit.harness import Harness
 from vswitchd import __version__
 from vswitchd.config import PortConfig
 from vswitchd.errors import VswitchError
-from vswitchd.fastpath import COUNTER_HELP, DROP_REASONS, TRAFFIC_COUNTERS, Switch
-from vswitchd.metrics import MetricsServer, SwitchCollector, port_metric_name
+from vswitchd.fastpath import COUNTER_HELP, DROP_REASONS, RING_STATS, TRAFFIC_COUNTERS, Switch
+from vswitchd.metrics import MetricsServer, SwitchCollector, port_metric_name, ring_metric_name
+from vswitchd.ringstats import RING_STATS_HELP, RxRingReport
 
 # Port id -> (name, ifname, VLAN) of the switch under test.
 PORTS = {0: ("vm0", "tap-vm0", 1), 1: ("vm1", "tap-vm1", 1), 2: ("vm2", "tap-vm2", 10)}
@@ -49,6 +50,7 @@ class AdapterPort:
     id: int
     io: IO
     link_up: bool = True
+    rx_ring: RxRingReport | None = None
 
 
 @dataclass
@@ -253,6 +255,7 @@ def test_names_types_and_help_follow_prometheus_conventions(registry):
         "vswitchd_worker_busy_seconds", "vswitchd_worker_idle_seconds",
         "vswitchd_worker_received_packets", "vswitchd_worker_polls",
         "vswitchd_worker_full_batches",
+        *(ring_metric_name(c) for c in RING_STATS),
     }
     # The text format has no info type: vswitchd_info is a gauge there.
     expected_gauges = {"vswitchd_port_up", "vswitchd_port_queues", "vswitchd_mac_table_entries",
@@ -271,8 +274,9 @@ def test_names_types_and_help_follow_prometheus_conventions(registry):
         == {("cpu", "worker")}
 
 
-def test_exposition_passes_promtool_check_metrics(h, registry):
+def test_exposition_passes_promtool_check_metrics(h, vs, registry):
     send_traffic(h)
+    add_ring_port(h, vs, RxRingReport((3, 3), (ring_counts(frames=5), ring_counts(frames=6))))
     result = promtool_check(generate_latest(registry))
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -298,6 +302,68 @@ def test_a_closed_collector_stops_reading_the_switch(registry, vs):
     assert "vswitchd_port_drops" in families(reg)
     collector.close()
     assert set(families(reg)) == {"vswitchd_info"}
+
+
+# Rx rings.
+
+
+def ring_counts(**nonzero: int) -> dict[str, int]:
+    return {**dict.fromkeys(RING_STATS, 0), **nonzero}
+
+
+def add_ring_port(h: Harness, vs: HarnessSwitch, report: RxRingReport | None,
+                  name: str = "up0", pid: int = 3) -> AdapterPort:
+    """A netdev port with ``report`` as the event loop's last rx ring read."""
+    fake = h.add(pid, mode="access", access_vlan=20)
+    cfg = PortConfig(name=name, type="netdev", ifname=f"eth{pid}", vlan=20,
+                     queues=len(report.queues) if report else 1)
+    port = AdapterPort(cfg, pid, IO((fake.sock.fileno(),)), rx_ring=report)
+    vs.ports[name] = port
+    return port
+
+
+def ring_labels(name: str = "up0", pid: int = 3) -> dict[str, str]:
+    return {"port": name, "ifname": f"eth{pid}", "type": "netdev"}
+
+
+def test_rx_ring_counters_are_summed_over_the_ports_queues(h, vs, registry):
+    add_ring_port(h, vs, RxRingReport((3, 3), (
+        ring_counts(blocks=2, frames=100, kernel_packets=110, kernel_drops=10, truncated=1),
+        ring_counts(blocks=1, frames=40, kernel_packets=40, kernel_freezes=1, vlan_restored=3),
+    )))
+    expected = {"blocks": 3, "frames": 140, "kernel_packets": 150, "kernel_drops": 10,
+                "kernel_freezes": 1, "truncated": 1, "vlan_restored": 3}
+    assert set(expected) == set(RING_STATS)
+    for counter, total in expected.items():
+        assert value(registry, ring_metric_name(counter) + "_total", **ring_labels()) == total
+    assert value(registry, "vswitchd_port_rx_ring_frames_total", **ring_labels()) == 140
+    assert value(registry, "vswitchd_port_rx_ring_kernel_drops_total", **ring_labels()) == 10
+
+
+def test_only_ports_with_an_rx_ring_have_ring_samples(h, vs, registry):
+    add_ring_port(h, vs, RxRingReport((3,), (ring_counts(frames=7),)))
+    # Asked for a ring, refused by the kernel: it reads with recvmmsg.
+    add_ring_port(h, vs, RxRingReport((None,), (None,)), name="up1", pid=4)
+    # One queue of two got a ring: that one is counted.
+    add_ring_port(h, vs, RxRingReport((None, 2), (None, ring_counts(frames=2))),
+                  name="up2", pid=5)
+    fams = families(registry)
+    for c in RING_STATS:
+        family = fams[ring_metric_name(c)]
+        assert family.type == "counter"
+        assert {s.labels["port"] for s in family.samples} == {"up0", "up2"}
+        assert {tuple(sorted(s.labels)) for s in family.samples} == {("ifname", "port", "type")}
+        assert family.documentation == RING_STATS_HELP[c] + ", summed over the port's queues"
+    assert value(registry, "vswitchd_port_rx_ring_frames_total", **ring_labels("up2", 5)) == 2
+
+
+def test_a_scrape_reads_the_loops_rx_ring_report_not_the_ring(h, vs, registry):
+    # The event loop replaces the report whole; a scrape in between sees the
+    # old one, then the new one, and never a ring that may be freed.
+    port = add_ring_port(h, vs, RxRingReport((3,), (ring_counts(frames=1),)))
+    assert value(registry, "vswitchd_port_rx_ring_frames_total", **ring_labels()) == 1
+    port.rx_ring = RxRingReport((3,), (ring_counts(frames=9),))
+    assert value(registry, "vswitchd_port_rx_ring_frames_total", **ring_labels()) == 9
 
 
 class RemovingFast:
