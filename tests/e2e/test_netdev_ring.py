@@ -5,7 +5,8 @@ talks to a namespace on a TAP port: ping, then TCP both ways with the
 veth's GSO super-frames (up to ~64 KB, each one a single frame in the ring,
 which must hold it whole: a clamped frame would be an oversize drop and
 stall TCP).  Both ring versions are run (VSWITCHD_PACKET_RING=2/3), and
-recvmmsg (=0, the default).
+recvmmsg (=0, the default).  `vswitchctl show` and the exporter report
+which rx path the port got and the ring's counters.
 """
 
 from __future__ import annotations
@@ -165,3 +166,61 @@ def test_rx_ring_config_key_picks_the_ring_per_port(
     r = ping(b, "10.77.10.1", count=5, interval=0.05)
     assert ping_loss(r.stdout) == 0, r.stdout
     assert d.proc is not None and ring_mappings(d.proc.pid) == mapped
+
+
+def ring_frames_samples(d: RunningDaemon) -> dict[str, float]:
+    """vswitchd_port_rx_ring_frames_total by port, from one scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {s.labels["port"]: s.value
+            for f in text_string_to_metric_families(d.scrape().decode())
+            for s in f.samples if s.name == "vswitchd_port_rx_ring_frames_total"}
+
+
+@pytest.mark.parametrize("rx_ring", ["v3", "off"])
+def test_show_and_metrics_report_the_rx_path_and_ring_counters(
+        rx_ring: str, started: list[RunningDaemon], tmp_path: Path, netns, veth) -> None:
+    from tests.e2e.daemon_fixture import free_port
+
+    a, b = netns(), netns()
+    host_end, ns_end = veth(peer_netns=b)
+    tap_if = f"vt{a[-8:]}"
+    d = RunningDaemon(tmp_path, {"t": {"type": "tap", "ifname": tap_if, "netns": a},
+                                 "v": {"type": "netdev", "ifname": host_end, "rx_ring": rx_ring}},
+                      switch={"workers": 1}, metrics=f"127.0.0.1:{free_port()}")
+    d.start()
+    started.append(d)
+    run(b, "ip", "link", "set", ns_end, "up")
+    d.wait_ports_up("t", "v")
+    addr(a, tap_if, "10.77.11.1/24")
+    run(b, "ip", "addr", "add", "10.77.11.2/24", "dev", ns_end)
+    r = ping(b, "10.77.11.1", count=10, interval=0.05)
+    assert ping_loss(r.stdout) == 0, r.stdout
+
+    port = d.port("v")
+    assert port["rx_ring"] == rx_ring
+    assert [q["rx_ring"] for q in port["rx_ring_queues"]] == [rx_ring]
+    assert d.port("t")["rx_ring"] is None           # a TAP has no packet socket
+    if rx_ring == "off":
+        assert port["rx_ring_stats"] is None
+        # No ring, nothing to count: no samples rather than zeros.
+        assert "v" not in ring_frames_samples(d)
+        return
+
+    stats = port["rx_ring_stats"]
+    assert stats["frames"] >= 10 and stats["blocks"] > 0, stats
+    assert stats["truncated"] == 0 and stats["kernel_drops"] == 0, stats
+    assert stats["kernel_packets"] >= stats["frames"], stats
+    # The kernel zeroes its counts each time they are read: the totals
+    # must not go back when read again.
+    again = d.port("v")["rx_ring_stats"]
+    assert all(again[k] >= stats[k] for k in stats), (stats, again)
+    text = d.ctl_raw("show").stdout
+    assert "rx ring v (v3): frames " in text, text
+
+    # The exporter's copy is refreshed every second by the event loop.
+    deadline = time.monotonic() + 10
+    while (got := ring_frames_samples(d).get("v", 0)) < stats["frames"]:
+        assert time.monotonic() < deadline, f"frames sample {got} < {stats['frames']}"
+        time.sleep(0.3)
+    assert set(ring_frames_samples(d)) == {"v"}
