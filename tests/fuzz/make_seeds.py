@@ -217,6 +217,11 @@ def pipeline_seeds() -> dict[str, bytes]:
                                        + rec(P_TRUNK, h, f))
     h, f = tcp_super(*v4(src=C, dst=A, vid=10), mss=500, payload=1400)
     s["unicast_gso_to_tso"] = rec(P_ACCESS10_MRG, z, arp(A)) + rec(P_TRUNK, h, f)
+    # The same with an MSS whose segments (20 + 20 + 1480 bytes) do not fit
+    # the TSO port's MTU of 1500: dropped, never passed whole.
+    h, f = tcp_super(*v4(src=C, dst=A, vid=10), mss=1480, payload=4000)
+    s["unicast_gso_over_tso_mtu"] = (rec(P_ACCESS10_MRG, z, arp(A))
+                                     + rec(P_TRUNK, h, f))
     # Bursts: several frames before one poll, clock jumps, aging, flushing.
     burst = b"".join(rec(P_ACCESS10_MRG, z, arp(f"02:00:00:00:01:{i:02x}"), 0)
                      for i in range(40))
