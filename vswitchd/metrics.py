@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -328,6 +329,14 @@ def _address(listen: str) -> tuple[str, int]:
     return host, port
 
 
+class _BindError(VswitchError):
+    """A listen address the kernel refused; ``errno`` says why."""
+
+    def __init__(self, message: str, errno_: int | None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
 class _Listener:
     """One bound HTTP server serving a registry, and the thread it runs in."""
 
@@ -337,8 +346,8 @@ class _Listener:
             # Binds here (immediate), serves from the server's own thread.
             self.server, self.thread = start_http_server(port, host, registry)
         except OSError as exc:
-            raise VswitchError(f"metrics.listen: cannot listen on {listen}: "
-                               f"{exc.strerror or exc}") from None
+            raise _BindError(f"metrics.listen: cannot listen on {listen}: "
+                             f"{exc.strerror or exc}", exc.errno) from None
         self.listen = listen
 
     @property
@@ -421,17 +430,54 @@ class MetricsServer:
             yield
             return
         old = self._listener
-        new = self._bind(listen) if listen else None
+        handed_over = False
+        try:
+            new = self._bind(listen) if listen else None
+        except _BindError as exc:
+            if not (old is not None and exc.errno == errno.EADDRINUSE
+                    and _address(listen)[1] == old.port):
+                raise
+            # The same port on an overlapping address (127.0.0.1:9477 ->
+            # 0.0.0.0:9477): the kernel lets only one of them listen, so the
+            # port is handed over, and handed back if anything fails.
+            new = await self._hand_over(old, listen)
+            handed_over = True
         try:
             yield
         except BaseException:
             if new is not None:
                 await self._close(new, last=old is None)
+            if handed_over:
+                assert old is not None
+                self._listener = self._bind_back(old.listen)
             raise
         self._listener, self.listen = new, listen
-        if old is not None:
+        if old is not None and not handed_over:
             await self._close(old, last=new is None)
         log.info("metrics: %s", serving_change(was, listen))
+
+    async def _hand_over(self, old: _Listener, listen: str) -> _Listener:
+        """Closes ``old`` and binds ``listen`` on its port; if that fails,
+        binds ``old``'s address again and raises.  Scrapes are refused for
+        the moment in between."""
+        self._listener = None
+        await old.close()
+        try:
+            return self._bind(listen)
+        except VswitchError:
+            self._listener = self._bind_back(old.listen)
+            raise
+
+    def _bind_back(self, listen: str) -> _Listener | None:
+        """Binds ``listen`` again after a failed hand-over; None (and an
+        error in the log) if even that fails, e.g. another process took
+        the port in between."""
+        try:
+            return self._bind(listen)
+        except VswitchError as exc:
+            log.error("metrics: could not return to %s: %s; exporter stopped", listen, exc)
+            self._drop_collector()
+            return None
 
     def _bind(self, listen: str) -> _Listener:
         """A listener on ``listen``; the first one registers the collector,

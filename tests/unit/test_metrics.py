@@ -580,6 +580,28 @@ async def test_change_listen_to_a_busy_port_fails_and_keeps_serving_on_the_old(s
     assert b"vswitchd_info" in await asyncio.to_thread(scrape, old)
 
 
+async def test_change_listen_to_the_same_port_on_an_overlapping_address_hands_it_over(
+        serving, caplog):
+    port = serving.port
+    caplog.set_level("INFO", logger="vswitchd.metrics")
+    async with serving.change_listen(f"0.0.0.0:{port}"):
+        # The new listener has the port already; the old one is closed.
+        assert b"vswitchd_info" in await asyncio.to_thread(scrape, port)
+    assert (serving.port, serving.listen) == (port, f"0.0.0.0:{port}")
+    assert b"vswitchd_info" in await asyncio.to_thread(scrape, port)
+    assert caplog.messages == [f"metrics: now serving on 0.0.0.0:{port} "
+                               f"(was 127.0.0.1:{port})"]
+
+
+async def test_a_reload_failing_after_a_hand_over_returns_the_port(serving):
+    port = serving.port
+    with pytest.raises(VswitchError, match="ports.vm9"):
+        async with serving.change_listen(f"0.0.0.0:{port}"):
+            raise VswitchError("ports.vm9: the rest of the reload failed")
+    assert (serving.port, serving.listen) == (port, f"127.0.0.1:{port}")
+    assert b"vswitchd_info" in await asyncio.to_thread(scrape, port)
+
+
 async def test_change_listen_to_an_invalid_address_names_the_key(serving):
     with pytest.raises(VswitchError, match=r"^metrics\.listen: 'nowhere' is not a valid "):
         async with serving.change_listen("nowhere"):
