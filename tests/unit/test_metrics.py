@@ -548,6 +548,13 @@ async def serving(vs: HarnessSwitch):
     await server.stop()
 
 
+async def assert_serving(server: MetricsServer, listen: str) -> None:
+    """``server`` says it serves on ``listen`` and does."""
+    port = int(listen.rsplit(":", 1)[1])
+    assert (server.port, server.listen) == (port, listen)
+    assert b"vswitchd_info" in await asyncio.to_thread(scrape, port)
+
+
 async def test_change_listen_serves_on_the_new_port_and_closes_the_old(serving, caplog):
     old, new = serving.port, free_port()
     collector = serving.collector
@@ -576,8 +583,7 @@ async def test_change_listen_to_a_busy_port_fails_and_keeps_serving_on_the_old(s
     assert not entered                              # refused before the reload went on
     assert str(exc.value) == (f"metrics.listen: cannot listen on 127.0.0.1:{port}: "
                               "Address already in use")
-    assert (serving.port, serving.listen) == (old, f"127.0.0.1:{old}")
-    assert b"vswitchd_info" in await asyncio.to_thread(scrape, old)
+    await assert_serving(serving, f"127.0.0.1:{old}")
 
 
 async def test_change_listen_to_the_same_port_on_an_overlapping_address_hands_it_over(
@@ -587,19 +593,22 @@ async def test_change_listen_to_the_same_port_on_an_overlapping_address_hands_it
     async with serving.change_listen(f"0.0.0.0:{port}"):
         # The new listener has the port already; the old one is closed.
         assert b"vswitchd_info" in await asyncio.to_thread(scrape, port)
-    assert (serving.port, serving.listen) == (port, f"0.0.0.0:{port}")
-    assert b"vswitchd_info" in await asyncio.to_thread(scrape, port)
+    await assert_serving(serving, f"0.0.0.0:{port}")
     assert caplog.messages == [f"metrics: now serving on 0.0.0.0:{port} "
                                f"(was 127.0.0.1:{port})"]
 
 
+async def reload_failing_after_the_bind(server: MetricsServer, listen: str) -> None:
+    """change_listen(listen) around a reload whose other part fails."""
+    with pytest.raises(VswitchError, match="ports.vm9"):
+        async with server.change_listen(listen):
+            raise VswitchError("ports.vm9: the rest of the reload failed")
+
+
 async def test_a_reload_failing_after_a_hand_over_returns_the_port(serving):
     port = serving.port
-    with pytest.raises(VswitchError, match="ports.vm9"):
-        async with serving.change_listen(f"0.0.0.0:{port}"):
-            raise VswitchError("ports.vm9: the rest of the reload failed")
-    assert (serving.port, serving.listen) == (port, f"127.0.0.1:{port}")
-    assert b"vswitchd_info" in await asyncio.to_thread(scrape, port)
+    await reload_failing_after_the_bind(serving, f"0.0.0.0:{port}")
+    await assert_serving(serving, f"127.0.0.1:{port}")
 
 
 async def test_change_listen_to_an_invalid_address_names_the_key(serving):
@@ -611,12 +620,9 @@ async def test_change_listen_to_an_invalid_address_names_the_key(serving):
 
 async def test_a_reload_failing_after_the_bind_closes_the_new_port_and_keeps_the_old(serving):
     old, new = serving.port, free_port()
-    with pytest.raises(VswitchError, match="ports.vm9"):
-        async with serving.change_listen(f"127.0.0.1:{new}"):
-            raise VswitchError("ports.vm9: the rest of the reload failed")
+    await reload_failing_after_the_bind(serving, f"127.0.0.1:{new}")
     assert refused(new)
-    assert (serving.port, serving.listen) == (old, f"127.0.0.1:{old}")
-    assert b"vswitchd_info" in await asyncio.to_thread(scrape, old)
+    await assert_serving(serving, f"127.0.0.1:{old}")
 
 
 async def test_an_empty_listen_disables_the_exporter_and_an_address_enables_it(
