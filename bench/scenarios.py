@@ -52,6 +52,8 @@ CONFIGS: tuple[Config, ...] = (
     Config("wire-tap-nooff", "wire", "tap-nooff", ovs_match="ovs-tap"),
     Config("wire-veth", "wire", "netdev", ovs_match="ovs-veth-tso"),
     Config("bridge-4ns", "bridge", "veth", hosts=4, bridge_match="bridge-4ns"),
+    Config("vsw-tap-4ns-w1", "vswitchd", "tap", hosts=4, workers=1,
+           bridge_match="bridge-4ns"),
     Config("vsw-tap-4ns-w2", "vswitchd", "tap", hosts=4, workers=2,
            bridge_match="bridge-4ns"),
 )
