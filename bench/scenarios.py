@@ -48,7 +48,7 @@ CONFIGS: tuple[Config, ...] = (
            quick=True),
     Config("vsw-netdev-w2", "vswitchd", "netdev", workers=2, ovs_match="ovs-veth-tso"),
     # The kernel's floor: a bare forwarding loop with vswitchd's I/O, no switching.
-    Config("wire-tap", "wire", "tap", ovs_match="ovs-tap-tso"),
+    Config("wire-tap", "wire", "tap", ovs_match="ovs-tap-tso", quick=True),
     Config("wire-tap-nooff", "wire", "tap-nooff", ovs_match="ovs-tap"),
     Config("wire-veth", "wire", "netdev", ovs_match="ovs-veth-tso"),
     Config("bridge-4ns", "bridge", "veth", hosts=4, bridge_match="bridge-4ns"),
