@@ -25,7 +25,7 @@ import sys
 from vswitchd import __version__, commands, config, fdstore, sdnotify
 from vswitchd.control import ControlServer
 from vswitchd.errors import VswitchError
-from vswitchd.metrics import MetricsServer, serving_change
+from vswitchd.exporter import MetricsServer, serving_change
 from vswitchd.switch import VSwitch
 
 log = logging.getLogger("vswitchd")

@@ -31,8 +31,9 @@ from tests.unit.harness import Harness
 from vswitchd import __version__
 from vswitchd.config import PortConfig
 from vswitchd.errors import VswitchError
+from vswitchd.exporter import MetricsServer
 from vswitchd.fastpath import COUNTER_HELP, DROP_REASONS, RING_STATS, TRAFFIC_COUNTERS, Switch
-from vswitchd.metrics import MetricsServer, SwitchCollector, port_metric_name, ring_metric_name
+from vswitchd.metrics import SwitchCollector, port_metric_name, ring_metric_name
 from vswitchd.ringstats import RING_STATS_HELP, RxRingReport
 
 # Port id -> (name, ifname, VLAN) of the switch under test.
@@ -558,7 +559,7 @@ async def assert_serving(server: MetricsServer, listen: str) -> None:
 async def test_change_listen_serves_on_the_new_port_and_closes_the_old(serving, caplog):
     old, new = serving.port, free_port()
     collector = serving.collector
-    caplog.set_level("INFO", logger="vswitchd.metrics")
+    caplog.set_level("INFO", logger="vswitchd.exporter")
     async with serving.change_listen(f"127.0.0.1:{new}"):
         # Inside the change both listen: nothing is closed before it is done.
         assert b"vswitchd_info" in await asyncio.to_thread(scrape, new)
@@ -589,7 +590,7 @@ async def test_change_listen_to_a_busy_port_fails_and_keeps_serving_on_the_old(s
 async def test_change_listen_to_the_same_port_on_an_overlapping_address_hands_it_over(
         serving, caplog):
     port = serving.port
-    caplog.set_level("INFO", logger="vswitchd.metrics")
+    caplog.set_level("INFO", logger="vswitchd.exporter")
     async with serving.change_listen(f"0.0.0.0:{port}"):
         # The new listener has the port already; the old one is closed.
         assert b"vswitchd_info" in await asyncio.to_thread(scrape, port)
@@ -628,7 +629,7 @@ async def test_a_reload_failing_after_the_bind_closes_the_new_port_and_keeps_the
 async def test_an_empty_listen_disables_the_exporter_and_an_address_enables_it(
         serving, caplog):
     old = serving.port
-    caplog.set_level("INFO", logger="vswitchd.metrics")
+    caplog.set_level("INFO", logger="vswitchd.exporter")
     async with serving.change_listen(""):
         pass
     assert refused(old)
@@ -660,7 +661,7 @@ async def test_enabling_on_a_busy_port_leaves_the_exporter_disabled(vs):
 
 async def test_an_unchanged_listen_keeps_the_listener_and_logs_nothing(serving, caplog):
     port = serving.port
-    caplog.set_level("INFO", logger="vswitchd.metrics")
+    caplog.set_level("INFO", logger="vswitchd.exporter")
     async with serving.change_listen(f"127.0.0.1:{port}"):
         pass
     assert serving.port == port and caplog.messages == []
