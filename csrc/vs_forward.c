@@ -183,11 +183,11 @@ vs_tx_flush(struct vs_ctx *ctx)
 struct seg_emit_ctx {
     struct vs_ctx *ctx;
     struct vs_port *port;
-    uint32_t l2_len;            /* Ethernet header of each segment, EtherType included */
 };
 
 /* vs_gso_segment() callback: sends one finished segment (fully
- * checksummed, so its virtio-net header is all zeroes). */
+ * checksummed, so its virtio-net header is all zeroes).  Segments fit the
+ * port's MTU: egress() has checked the super-frame's MSS. */
 static int
 emit_segment(void *arg, const uint8_t *seg, uint32_t seg_len)
 {
@@ -195,14 +195,6 @@ emit_segment(void *arg, const uint8_t *seg, uint32_t seg_len)
     uint8_t vnet[VS_VNET_HDR_MRG_LEN] = { 0 };
     struct iovec iov[2];
     int n = 0;
-
-    /* An MSS chosen for a larger MTU than the egress port's: a physical
-     * switch drops such frames (so does the Linux bridge); count the
-     * super-frame once and stop. */
-    if (sc->port->p.mtu && seg_len - sc->l2_len > sc->port->p.mtu) {
-        vs_count(sc->ctx, sc->port->p.id, VS_C_DROP_OVERSIZE, 1);
-        return 1;
-    }
 
     if (sc->port->p.vnet_hdr_len) {
         iov[n].iov_base = vnet;
@@ -239,7 +231,7 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
         len = l2_len + rest;
     }
 
-    struct seg_emit_ctx sc = { ctx, port, l2_len + 2 };
+    struct seg_emit_ctx sc = { ctx, port };
     int r = vs_gso_segment(frame, len, &vh, ctx->seg_buf, VS_FRAME_MAX,
                            emit_segment, &sc);
     if (r < 0) {
@@ -249,11 +241,13 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
     }
 }
 
-/* Whether the segments a TSO-capable 'port' will cut super-frame 'pkt'
- * into fit the port's MTU.  An MSS chosen for a larger MTU would have the
- * port send frames its peer must drop, so the super-frame is dropped and
- * counted here instead, as the Linux bridge does (is_skb_forwardable()).
- * A super-frame we cannot parse passes: the egress device validates it. */
+/* Whether the segments super-frame 'pkt' stands for fit 'port''s MTU,
+ * whether the port's device cuts them (TSO) or we do.  An MSS chosen for
+ * a larger MTU would put frames on the wire that the peer must drop: a
+ * physical switch drops the super-frame instead, and so does the Linux
+ * bridge (is_skb_forwardable()); it is counted once.  A super-frame we
+ * cannot parse passes: a TSO device validates it, and vs_gso_segment()
+ * refuses it with its own reason. */
 static int
 gso_fits_mtu(struct vs_ctx *ctx, const struct vs_port *port,
              const struct vs_pkt *pkt)
@@ -275,11 +269,11 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
 {
     int gso = vs_vnet_hdr_is_gso(&pkt->vh);
 
-    if (gso && !port->p.offload_tso) {
-        egress_segmented(ctx, port, pkt);
+    if (gso && !gso_fits_mtu(ctx, port, pkt)) {
         return;
     }
-    if (gso && !gso_fits_mtu(ctx, port, pkt)) {
+    if (gso && !port->p.offload_tso) {
+        egress_segmented(ctx, port, pkt);
         return;
     }
     if (!gso && port->p.mtu

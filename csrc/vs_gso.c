@@ -369,7 +369,6 @@ vs_gso_segment(const uint8_t *frame, uint32_t len,
     return (int) nseg;
 }
 
-/* Where vs_gso_segment_to_buffer() collects segments. */
 /* Sets '*seg_l3_len' to the IP length of the largest segment that
  * super-frame 'frame' stands for: all its L3/L4 headers plus gso_size (or
  * the whole payload when that is shorter).  This is what a TSO-capable
@@ -400,6 +399,7 @@ vs_gso_seg_l3_len(const uint8_t *frame, uint32_t len,
     return 0;
 }
 
+/* Where vs_gso_segment_to_buffer() collects segments. */
 struct gso_buffer {
     uint8_t *out;
     uint32_t out_len;
