@@ -282,6 +282,13 @@ class ConfigDiff:
         return tuple(name for name in self.switch_changed if name in RESTART_FIELDS)
 
     @property
+    def awaiting_restart(self) -> tuple[str, ...]:
+        """Every changed key or section a reload cannot apply, as the log
+        and the reload reply name it: "switch.<field>", "management"."""
+        return (tuple(f"switch.{name}" for name in self.restart_required)
+                + (("management",) if self.management_changed else ()))
+
+    @property
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed or self.switch_changed
                     or self.management_changed or self.metrics_changed)

@@ -123,11 +123,8 @@ class Daemon:
                f"{len(diff.removed)} removed, {len(diff.changed)} changed")
         if now != was:
             msg += f"; metrics {serving_change(was, now)}"
-        pending = [f"switch.{name}" for name in diff.restart_required]
-        if diff.management_changed:
-            pending.append("management")
-        if pending:
-            msg += f"; {', '.join(pending)} take effect at the next restart"
+        if diff.awaiting_restart:
+            msg += f"; {', '.join(diff.awaiting_restart)} take effect at the next restart"
         log.info("%s", msg)
         return msg
 

@@ -169,10 +169,8 @@ class VSwitch:
             else:
                 del self.lost[name]
         live = set(self.ports)
-        for name in diff.restart_required:
-            log.warning("switch.%s: change takes effect at the next restart", name)
-        if diff.management_changed:
-            log.warning("management: change takes effect at the next restart")
+        for key in diff.awaiting_restart:
+            log.warning("%s: change takes effect at the next restart", key)
 
         # Open what is new first: if that fails nothing has changed yet.
         opened: list[Port] = []
