@@ -265,6 +265,7 @@ def format_floors(med: dict[str, Metrics]) -> str:
         r = _ratio(a, b)
         return f"{r:.2f}x {what}" if r is not None else f"({what}: not measured)"
 
+    wire_s = "the wire's"
     lines = []
     for wire, rows in FLOORS:
         if wire not in med:
@@ -280,7 +281,6 @@ def format_floors(med: dict[str, Metrics]) -> str:
         for row in rows:
             if row in med:
                 m = med[row]
-                wire_s = "the wire's"
                 lines.append(f"  {row}: {times(m['us'], w['us'], wire_s)} "
                              f"us/frame, {times(m['tcp1'], w['tcp1'], 'its')} TCP1")
     return "\n".join(lines)

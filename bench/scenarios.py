@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovs import OvsInstance
-from topology import LETTERS, Host, Topology, move_to_netns
+from topology import LETTERS, Host, Topology
 from vswitchd_runner import PortSpec, VswitchdInstance
 from wire import WireInstance
 
@@ -117,9 +117,7 @@ def _ovs(cfg: Config, topo: Topology, stack: contextlib.ExitStack, workdir: Path
             tap = topo.name(f"t{letter}")
             topo.links.append(tap)      # in case OVS exits before we move it
             ovs.add_tap_port(br, tap)
-            move_to_netns(tap, ns)
-            topo.track_ns_link(ns, tap)
-            hosts.append(topo.configure_host(i, ns, tap))
+            hosts.append(topo.host_on_tap(i, ns, tap))
     return Setup(hosts, ovs.pid, workdir / "ovs" / "ovs-vswitchd.log")
 
 
@@ -138,12 +136,8 @@ def _wire(cfg: Config, topo: Topology, stack: contextlib.ExitStack, workdir: Pat
                         offload=cfg.ports != "tap-nooff")
     stack.callback(wire.stop)
     wire.start()
-    hosts = []
-    for i, (letter, tap) in enumerate(zip(letters, taps, strict=True)):
-        ns = topo.add_netns(letter)
-        move_to_netns(tap, ns)
-        topo.track_ns_link(ns, tap)
-        hosts.append(topo.configure_host(i, ns, tap))
+    hosts = [topo.host_on_tap(i, topo.add_netns(letter), tap)
+             for i, (letter, tap) in enumerate(zip(letters, taps, strict=True))]
     return Setup(hosts, wire.pid, wire.log_path)
 
 

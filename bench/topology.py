@@ -90,6 +90,13 @@ class Topology:
         """Remember an interface a switch created and moved into `ns`."""
         self.ns_links.append((ns, ifname))
 
+    def host_on_tap(self, index: int, ns: str, tap: str) -> Host:
+        """Move `tap`, which a switch created in our namespace, into `ns` and
+        make it end host number `index` there."""
+        move_to_netns(tap, ns)
+        self.track_ns_link(ns, tap)
+        return self.configure_host(index, ns, tap)
+
     def configure_host(self, index: int, ns: str, ifname: str) -> Host:
         """Address and bring up `ifname` in `ns` as host number `index`."""
         ip = f"{SUBNET}.{index + 1}"
