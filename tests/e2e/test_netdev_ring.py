@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.daemon_fixture import RunningDaemon
+from tests.e2e.daemon_fixture import RunningDaemon, free_port
 from tests.e2e.nsnet import addr, ping, ping_loss, run
 
 EXPECTED_DROPS = {"no_destination"}   # flooding before both ends are learned
@@ -170,8 +171,6 @@ def test_rx_ring_config_key_picks_the_ring_per_port(
 
 def ring_frames_samples(d: RunningDaemon) -> dict[str, float]:
     """vswitchd_port_rx_ring_frames_total by port, from one scrape."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     return {s.labels["port"]: s.value
             for f in text_string_to_metric_families(d.scrape().decode())
             for s in f.samples if s.name == "vswitchd_port_rx_ring_frames_total"}
@@ -180,8 +179,6 @@ def ring_frames_samples(d: RunningDaemon) -> dict[str, float]:
 @pytest.mark.parametrize("rx_ring", ["v3", "off"])
 def test_show_and_metrics_report_the_rx_path_and_ring_counters(
         rx_ring: str, started: list[RunningDaemon], tmp_path: Path, netns, veth) -> None:
-    from tests.e2e.daemon_fixture import free_port
-
     a, b = netns(), netns()
     host_end, ns_end = veth(peer_netns=b)
     tap_if = f"vt{a[-8:]}"
