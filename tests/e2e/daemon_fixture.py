@@ -18,9 +18,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.listeners import http_get
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,18 +49,6 @@ def render_config(ports: dict[str, dict[str, Any]], socket_path: str,
         lines += [f"{k} = {toml_value(v)}" for k, v in keys.items()]
         lines.append("")
     return "\n".join(lines)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (for a metrics listen address)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(url: str, timeout_s: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout_s) as r:
-        return bytes(r.read())
 
 
 class RunningDaemon:

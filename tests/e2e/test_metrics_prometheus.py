@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.daemon_fixture import free_port, http_get
+from tests.listeners import free_port, http_get
 from vswitchd.fastpath import DROP_REASONS
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("require_root")]

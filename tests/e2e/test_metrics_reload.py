@@ -17,18 +17,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.daemon_fixture import RunningDaemon, free_port, http_get
+from tests import listeners
+from tests.e2e.daemon_fixture import RunningDaemon
+from tests.listeners import free_port, http_get
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("require_root")]
 
 
 def refused(listen: str) -> bool:
     host, _, port = listen.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
+    return listeners.refused(host, int(port))
 
 
 def scrape(listen: str) -> bytes:

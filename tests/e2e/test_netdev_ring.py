@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.daemon_fixture import RunningDaemon, free_port
+from tests.e2e.daemon_fixture import RunningDaemon
 from tests.e2e.nsnet import addr, ping, ping_loss, run
+from tests.listeners import free_port
 
 EXPECTED_DROPS = {"no_destination"}   # flooding before both ends are learned
 

@@ -26,7 +26,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import listeners
 from tests.frames import BROADCAST, eth, mac
+from tests.listeners import free_port, http_get
 from tests.unit.harness import Harness
 from vswitchd import __version__
 from vswitchd.config import PortConfig
@@ -139,13 +141,6 @@ def promtool_check(text: bytes) -> subprocess.CompletedProcess[str]:
         pytest.skip("promtool not found (apt-get install prometheus)")
     return subprocess.run([promtool, "check", "metrics"], input=text.decode(),
                           capture_output=True, text=True, timeout=30)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 # The collector.
@@ -527,17 +522,11 @@ async def test_an_invalid_listen_address_is_refused(vs):
 
 
 def scrape(port: int, host: str = "127.0.0.1") -> bytes:
-    url = f"http://{host}:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return bytes(r.read())
+    return http_get(f"http://{host}:{port}/metrics")
 
 
 def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
+    return listeners.refused("127.0.0.1", port)
 
 
 @pytest.fixture
