@@ -11,10 +11,9 @@ C compiler into the row's private directory.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
-from proc import BenchError, Managed, run
+from proc import BenchError, Managed, run, wait_until
 
 SOURCE = Path(__file__).resolve().parent / "wire.c"
 START_TIMEOUT_S = 10.0
@@ -58,16 +57,15 @@ class WireInstance:
     def start(self) -> None:
         binary = build(self.dir)
         cmd = [str(binary), self.mode, *([] if self.offload else ["--no-offload"]), *self.ifs]
-        self.proc = Managed("wire", cmd, log_path=self.log_path)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if not self.proc.alive():
-                raise BenchError(f"wire exited with {self.proc.popen.returncode}:\n"
-                                 f"{self.proc.log_tail()}")
-            if "ready" in self.log_path.read_text(errors="replace"):
-                return
-            time.sleep(0.05)
-        raise BenchError(f"wire not ready after {START_TIMEOUT_S:g} s")
+        proc = self.proc = Managed("wire", cmd, log_path=self.log_path)
+
+        def ready() -> bool:
+            if not proc.alive():
+                raise BenchError(f"wire exited with {proc.popen.returncode}:\n"
+                                 f"{proc.log_tail()}")
+            return "ready" in self.log_path.read_text(errors="replace")
+
+        wait_until(ready, START_TIMEOUT_S, interval_s=0.05, what="wire to be ready")
 
     def stop(self) -> None:
         if self.proc is not None:
