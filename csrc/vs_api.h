@@ -9,5 +9,7 @@
 #include "vs_mac_table.h"
 #include "vs_switch.h"
 #include "vs_ring.h"
+#include "vs_acl.h"
+#include "vs_acl_sessions.h"
 
 #endif /* vs_api.h */

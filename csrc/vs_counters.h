@@ -22,7 +22,9 @@
     X(TX_BYTES, "tx_bytes", "Bytes transmitted on the port")               \
     X(FLOODED, "flooded", "Frames received on the port and flooded")       \
     X(SEGMENTED, "segmented", "GSO frames segmented in software for the port") \
-    X(CSUM_FILLED, "csum_filled", "Partial checksums completed in software for the port")
+    X(CSUM_FILLED, "csum_filled", "Partial checksums completed in software for the port") \
+    X(QOS_DROPPED_OUT_BYTES, "qos_dropped_out_bytes", "Bytes from the VM dropped by max_bandwidth_out") \
+    X(QOS_DROPPED_IN_BYTES, "qos_dropped_in_bytes", "Bytes toward the VM dropped by max_bandwidth_in")
 
 #define VS_DROP_REASONS(X)                                                  \
     X(DROP_RUNT, "runt", "Shorter than 14 bytes, or 18 when VLAN tagged")   \
@@ -43,7 +45,13 @@
     X(DROP_ROUTER_GUARD, "router_guard", "Router advertisement or redirect from a port with router_guard") \
     X(DROP_STORM_BROADCAST, "storm_broadcast", "Broadcast beyond the port's broadcast_pps") \
     X(DROP_STORM_MULTICAST, "storm_multicast", "Multicast beyond the port's multicast_pps") \
-    X(DROP_STORM_UNKNOWN_UNICAST, "storm_unknown_unicast", "Unknown unicast beyond the port's unknown_unicast_pps")
+    X(DROP_STORM_UNKNOWN_UNICAST, "storm_unknown_unicast", "Unknown unicast beyond the port's unknown_unicast_pps") \
+    X(DROP_ACL_DENY, "acl_deny", "Denied by an ACL rule of the port") \
+    X(DROP_ACL_DEFAULT, "acl_default", "Matched no ACL rule of the port, whose acl_default is deny") \
+    X(DROP_ACL_SESSIONS_FULL, "acl_sessions_full", "A stateful ACL rule could not open a session: the table is full") \
+    X(DROP_ACL_UNPARSABLE, "acl_unparsable", "IP header cut short where an ACL deny rule needs its fields") \
+    X(DROP_QOS_OUT, "qos_out", "From the VM beyond the port's max_bandwidth_out") \
+    X(DROP_QOS_IN, "qos_in", "Toward the VM beyond the port's max_bandwidth_in")
 
 #define VS_COUNTER_ENUM(ENUM, NAME, HELP) VS_C_##ENUM,
 enum vs_counter {

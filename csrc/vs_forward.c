@@ -32,6 +32,7 @@
 #include "vs_csum.h"
 #include "vs_gso.h"
 #include "vs_guard.h"
+#include "vs_policy.h"
 #include "vs_vlan.h"
 #include "vs_worker.h"
 
@@ -367,6 +368,26 @@ deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
         vs_count(ctx, in->p.id, VS_C_FLOODED, 1);
     }
 
+    /* The IN policy of each destination: a refusal is counted on the
+     * port whose policy it is, and the others still get the frame. */
+    struct vs_policy_key key = { 0 };
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (vs_policy_in_active(&dests[i]->p)) {
+            int refused = vs_policy_in(ctx, dests[i], pkt, &key);
+            if (refused) {
+                vs_count(ctx, dests[i]->p.id, refused, 1);
+                continue;
+            }
+        }
+        dests[kept++] = dests[i];
+    }
+    n = kept;
+    if (!n) {
+        pkt->dropped = 1;
+        return;
+    }
+
     int r = settle_checksum(ctx, pkt, dests, n);
     if (r) {
         drop(ctx, pkt, in->p.id, r);
@@ -443,6 +464,12 @@ classify(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
     }
     if (vs_guard_active(&in->p)) {
         r = vs_guard_ingress(ctx, cfg, in, pkt, now_s);
+        if (r) {
+            return r;
+        }
+    }
+    if (vs_policy_out_active(&in->p)) {
+        r = vs_policy_out(ctx, in, pkt);
         if (r) {
             return r;
         }

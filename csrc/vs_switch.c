@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vs_acl_sessions.h"
 #include "vs_vlan.h"
 #include "vs_worker.h"
 
@@ -146,8 +147,10 @@ vs_switch_new(uint32_t n_workers, const int *cpus, uint32_t mac_capacity)
     sw->macs = vs_mac_table_new(mac_capacity);
     sw->ctxs = calloc(n_workers + 1, sizeof *sw->ctxs);
     sw->rxq_reader = calloc(VS_MAX_PORTS, sizeof *sw->rxq_reader);
+    sw->qos_tat = calloc(VS_MAX_PORTS, sizeof *sw->qos_tat);
     struct vs_config *empty = vs_config_new();
-    if (!sw->macs || !sw->ctxs || !sw->rxq_reader || !empty) {
+    if (!sw->macs || !sw->ctxs || !sw->rxq_reader || !sw->qos_tat || !empty
+        || vs_acl_sessions_new(VS_ACL_SESSIONS_DEFAULT, &sw->sessions)) {
         free(empty);
         vs_switch_free(sw);
         return NULL;
@@ -233,6 +236,8 @@ vs_switch_free(struct vs_switch *sw)
     }
     vs_config_free(atomic_load(&sw->config));
     vs_mac_table_free(sw->macs);
+    vs_acl_sessions_free(sw->sessions);
+    free(sw->qos_tat);
     free(sw->rxq_reader);
     free(sw);
 }
@@ -256,6 +261,32 @@ void
 vs_switch_set_busy_poll(struct vs_switch *sw, uint32_t busy_poll_us)
 {
     atomic_store(&sw->busy_poll_ns, (uint64_t) busy_poll_us * 1000u);
+}
+
+/* Replaces the stateful ACL session table with an empty one for
+ * 'capacity' sessions.  Only before the workers start.  Returns 0,
+ * EBUSY, EINVAL or ENOMEM (the old table then stays). */
+int
+vs_switch_set_acl_sessions(struct vs_switch *sw, uint32_t capacity)
+{
+    struct vs_acl_sessions *fresh;
+
+    if (sw->started) {
+        return EBUSY;
+    }
+    int error = vs_acl_sessions_new(capacity, &fresh);
+    if (error) {
+        return error;
+    }
+    vs_acl_sessions_free(sw->sessions);
+    sw->sessions = fresh;
+    return 0;
+}
+
+struct vs_acl_sessions *
+vs_switch_acl_sessions(struct vs_switch *sw)
+{
+    return sw->sessions;
 }
 
 uint64_t

@@ -52,6 +52,11 @@ enum vs_port_mode {
 };
 
 struct vs_ring;
+struct vs_acl;
+struct vs_acl_sessions;
+
+/* Sessions the switch's stateful ACL table holds unless told otherwise. */
+#define VS_ACL_SESSIONS_DEFAULT 262144
 
 /* A port as the control plane describes it.  Copied into the config. */
 struct vs_port_params {
@@ -80,6 +85,13 @@ struct vs_port_params {
     uint32_t broadcast_pps;     /* storm control, frames/s; 0 = unlimited */
     uint32_t multicast_pps;
     uint32_t unknown_unicast_pps;
+    /* Policy (vs_policy.h): the port's compiled ACL, owned by the caller
+     * like the rings (NULL = none), and its bandwidth limits in bit/s
+     * (0 = none) with their bucket depth in bytes. */
+    struct vs_acl *acl;
+    uint64_t max_bps_out;
+    uint64_t max_bps_in;
+    uint64_t max_burst_bytes;
     uint8_t allowed_macs[64][6];    /* last: the scalars above stay together */
 };
 
@@ -120,6 +132,8 @@ uint32_t vs_switch_n_workers(const struct vs_switch *);
 struct vs_mac_table *vs_switch_mac_table(struct vs_switch *);
 
 void vs_switch_set_busy_poll(struct vs_switch *, uint32_t busy_poll_us);
+int vs_switch_set_acl_sessions(struct vs_switch *, uint32_t capacity);
+struct vs_acl_sessions *vs_switch_acl_sessions(struct vs_switch *);
 
 /* Publishing. */
 int vs_switch_publish(struct vs_switch *, struct vs_config *);

@@ -126,6 +126,10 @@ struct vs_switch {
      * vs_worker.c) never read one queue at once, so frames keep their order. */
     _Atomic uint8_t (*rxq_reader)[VS_MAX_QUEUES];
     int started;
+    /* Policy state shared by every worker (vs_policy.h): stateful ACL
+     * sessions, and the bandwidth buckets [port id][0 out, 1 in]. */
+    struct vs_acl_sessions *sessions;
+    _Atomic uint64_t (*qos_tat)[2];
     struct vs_ctx *ctxs;        /* n_workers + 1; the last is the control thread's */
 };
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from vswitchd import acl_format
 from vswitchd.errors import VswitchError
 from vswitchd.protocol import (
     DEFAULT_SOCKET,
@@ -237,6 +238,9 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
     "workers": format_workers,
     "stats": format_stats,
     "list-commands": format_commands,
+    "acl/show": acl_format.format_acl_show,
+    "acl/sessions": acl_format.format_acl_sessions,
+    "acl/flush": acl_format.format_acl_flush,
 }
 
 
@@ -351,6 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
               lambda ns: {"port": ns.port})
     p.add_argument("--port", metavar="P", help="only port P")
     _leaf(sub, "rebalance", "rebalance", "redistribute rx queues across workers")
+
+    acl = sub.add_parser("acl", help="port ACLs and their sessions").add_subparsers(
+        dest="acl_cmd", metavar="{show,sessions,flush}", required=True)
+    for name, help in (("show", "list each port's rules in evaluation order, with counters"),
+                       ("sessions", "list stateful sessions with their age and state"),
+                       ("flush", "remove stateful sessions")):
+        p = _leaf(acl, name, f"acl/{name}", help, lambda ns: {"port": ns.port})
+        p.add_argument("--port", metavar="P", help="only port P")
     _leaf(sub, "list-commands", "list-commands", "list the daemon's commands")
     return parser
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from vswitchd import reports
+from vswitchd import acl_reports, reports
 from vswitchd.control import ControlServer
 from vswitchd.errors import VswitchError
 from vswitchd.switch import VSwitch
@@ -76,3 +76,9 @@ def register(server: ControlServer, switch: VSwitch,
                     "Reassign rx queues to workers by their measured load now")
     server.register("stats", lambda a: reports.stats(switch, _str(a, "port")), "[--port P]",
                     "Show every counter and drop reason per port, and MAC table events")
+    server.register("acl/show", lambda a: acl_reports.acl_show(switch, _str(a, "port")),
+                    "[--port P]", "List each port's ACL rules in evaluation order, with counters")
+    server.register("acl/sessions", lambda a: acl_reports.acl_sessions(switch, _str(a, "port")),
+                    "[--port P]", "List stateful ACL sessions with their age and state")
+    server.register("acl/flush", lambda a: acl_reports.acl_flush(switch, _str(a, "port")),
+                    "[--port P]", "Remove stateful ACL sessions")

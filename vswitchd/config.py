@@ -24,8 +24,19 @@ import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from vswitchd.acl_config import (
+    DEFAULT_ACTIONS,
+    POLICY_PORT_KEYS,
+    AclSet,
+    acl_names,
+    bandwidth,
+    byte_size,
+    check_ports_acls,
+    format_rate,
+    parse_acl_sets,
+)
 from vswitchd.config_values import (
     IFNAME_RULES,
     VLAN_MAX,
@@ -58,20 +69,20 @@ PORT_MODES = ("access", "trunk")
 RXQ_ASSIGN = ("roundrobin", "cycles")
 # [switch] fields a running daemon cannot change: workers and their CPUs are
 # fixed at start, and the MAC table has a fixed capacity.
-RESTART_FIELDS = ("workers", "cpus", "mac_table_size")
+RESTART_FIELDS = ("workers", "cpus", "mac_table_size", "acl_sessions")
 # PortConfig fields that can only change by closing and reopening the port.
 RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring")
 
-_SECTIONS = ("switch", "management", "metrics", "ports")
+_SECTIONS = ("switch", "management", "metrics", "acls", "ports")
 _SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign",
                 "rebalance_interval_s", "rebalance_load_threshold", "rebalance_improvement",
-                "rebalance_sample_s", "busy_poll_us")
+                "rebalance_sample_s", "busy_poll_us", "acl_sessions")
 _MANAGEMENT_KEYS = ("socket", "socket_mode", "socket_group")
 _METRICS_KEYS = ("listen",)
 PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
               "native_vlan", "persist", "mtu", "offload", "allowed_macs", "max_macs", "rx_ring",
               "dhcp_guard", "router_guard", "broadcast_pps", "multicast_pps",
-              "unknown_unicast_pps")
+              "unknown_unicast_pps", *POLICY_PORT_KEYS)
 OFFLOAD_KEYS = ("csum", "tso")
 MODE_ONLY = {"vlan": "access", "vlans": "trunk", "native_vlan": "trunk"}
 _TAP_ONLY = ("netns", "persist")
@@ -117,6 +128,12 @@ class PortConfig:
     broadcast_pps: int | None = None       # storm control; None: no limit
     multicast_pps: int | None = None
     unknown_unicast_pps: int | None = None
+    # Policy (vswitchd/acl_config.py, csrc/vs_policy.h).  Defaults: none.
+    acls: tuple[str, ...] = ()             # ACL set names
+    acl_default: str = "allow"             # when no rule matches
+    max_bandwidth_out: int | None = None   # bit/s from the VM; None: unlimited
+    max_bandwidth_in: int | None = None    # bit/s toward the VM
+    max_burst: int | None = None           # bucket depth in bytes; None: default
 
     def allows_vlan(self, vid: int) -> bool:
         """Whether frames of VLAN `vid` may enter or leave this port."""
@@ -157,6 +174,15 @@ class PortConfig:
         for key in GUARD_INT_KEYS:
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.acls:
+            out["acls"] = list(self.acls)
+        if self.acl_default != "allow":
+            out["acl_default"] = self.acl_default
+        for key in ("max_bandwidth_out", "max_bandwidth_in"):
+            if getattr(self, key) is not None:
+                out[key] = format_rate(getattr(self, key))
+        if self.max_burst is not None:
+            out["max_burst"] = self.max_burst
         return out
 
 
@@ -180,6 +206,8 @@ class SwitchConfig:
     # cores the spinning takes CPU from them (TCP -11..-19 % on 2 vCPUs,
     # docs/performance.md); worth trying on dedicated cores.  0: never.
     busy_poll_us: int = 0
+    # Stateful ACL sessions the switch can hold (csrc/vs_acl_sessions.h).
+    acl_sessions: int = 262144
 
 
 @dataclass(frozen=True)
@@ -207,20 +235,24 @@ class MetricsConfig:
         return split_listen(self.listen)[1] if self.enabled else None
 
 
-class Ports(Mapping[str, PortConfig]):
-    """Read-only name -> PortConfig mapping in file order.
+V = TypeVar("V", PortConfig, AclSet)
+
+
+class NamedMap(Mapping[str, V], Generic[V]):
+    """Read-only name -> value mapping in file order, of values that know
+    their name.
 
     Unlike MappingProxyType it is hashable, so Config stays a value: equal
-    configs compare and hash equal whatever order the ports were written in.
+    configs compare and hash equal whatever order the items were written in.
     """
 
     __slots__ = ("_ports",)
 
-    def __init__(self, ports: Iterable[PortConfig] | Mapping[str, PortConfig] = ()) -> None:
+    def __init__(self, ports: Iterable[V] | Mapping[str, V] = ()) -> None:
         values = ports.values() if isinstance(ports, Mapping) else ports
         self._ports = {port.name: port for port in values}
 
-    def __getitem__(self, name: str) -> PortConfig:
+    def __getitem__(self, name: str) -> V:
         return self._ports[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -233,7 +265,15 @@ class Ports(Mapping[str, PortConfig]):
         return hash(frozenset(self._ports.items()))
 
     def __repr__(self) -> str:
-        return f"Ports({list(self._ports.values())!r})"
+        return f"{type(self).__name__}({list(self._ports.values())!r})"
+
+
+class Ports(NamedMap[PortConfig]):
+    """The ports, by name."""
+
+
+class AclSets(NamedMap[AclSet]):
+    """The [acls.NAME] rule sets, by name."""
 
 
 @dataclass(frozen=True)
@@ -242,10 +282,14 @@ class Config:
     management: ManagementConfig = field(default_factory=ManagementConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     ports: Mapping[str, PortConfig] = field(default_factory=Ports)
+    acls: Mapping[str, AclSet] = field(default_factory=AclSets)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.ports, Ports):  # accept a plain dict, keep the value hashable
+        # Accept plain dicts, keep the value hashable.
+        if not isinstance(self.ports, Ports):
             object.__setattr__(self, "ports", Ports(self.ports))
+        if not isinstance(self.acls, AclSets):
+            object.__setattr__(self, "acls", AclSets(self.acls))
 
     def to_dict(self) -> dict[str, Any]:
         """The whole config as TOML-shaped data: from_dict(cfg.to_dict()) == cfg."""
@@ -260,6 +304,7 @@ class Config:
             "management": {"socket": mgmt.socket, "socket_mode": f"{mgmt.socket_mode:04o}",
                            "socket_group": mgmt.socket_group or ""},
             "metrics": {"listen": self.metrics.listen},
+            "acls": {name: acl.to_dict() for name, acl in self.acls.items()},
             "ports": {name: port.to_dict() for name, port in self.ports.items()},
         }
 
@@ -275,6 +320,7 @@ class ConfigDiff:
     switch_changed: tuple[str, ...] = ()  # [switch] field names, in field order
     management_changed: bool = False
     metrics_changed: bool = False
+    acls_changed: tuple[str, ...] = ()   # ACL set names added, removed or changed
 
     @property
     def restart_required(self) -> tuple[str, ...]:
@@ -291,7 +337,7 @@ class ConfigDiff:
     @property
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed or self.switch_changed
-                    or self.management_changed or self.metrics_changed)
+                    or self.management_changed or self.metrics_changed or self.acls_changed)
 
 
 # --- Loading -------------------------------------------------------------------
@@ -330,11 +376,14 @@ def from_dict(data: dict[str, Any]) -> Config:
         port = parse_port(name, table)
         _check_unique(ports.values(), port)
         ports[name] = port
+    acls = parse_acl_sets(data.get("acls", {}))
+    check_ports_acls(ports.values(), acls)
     return Config(
         switch=_parse_switch(data.get("switch", {})),
         management=_parse_management(data.get("management", {})),
         metrics=_parse_metrics(data.get("metrics", {})),
         ports=Ports(ports.values()),
+        acls=AclSets(acls.values()),
     )
 
 
@@ -353,6 +402,7 @@ def _parse_switch(data: object) -> SwitchConfig:
         rebalance_improvement=get_key(t, "switch", "rebalance_improvement", 25, int_in(1, 100)),
         rebalance_sample_s=get_key(t, "switch", "rebalance_sample_s", 10, int_in(1, 3600)),
         busy_poll_us=get_key(t, "switch", "busy_poll_us", 0, int_in(0, 100_000)),
+        acl_sessions=get_key(t, "switch", "acl_sessions", 262144, int_in(16, 16_777_216)),
     )
 
 
@@ -417,6 +467,11 @@ def parse_port(name: str, table: object, path: str = "ports") -> PortConfig:
         broadcast_pps=get_key(t, base, "broadcast_pps", None, int_in(1, MAX_PPS)),
         multicast_pps=get_key(t, base, "multicast_pps", None, int_in(1, MAX_PPS)),
         unknown_unicast_pps=get_key(t, base, "unknown_unicast_pps", None, int_in(1, MAX_PPS)),
+        acls=get_key(t, base, "acls", (), acl_names),
+        acl_default=get_key(t, base, "acl_default", "allow", one_of(DEFAULT_ACTIONS)),
+        max_bandwidth_out=get_key(t, base, "max_bandwidth_out", None, bandwidth),
+        max_bandwidth_in=get_key(t, base, "max_bandwidth_in", None, bandwidth),
+        max_burst=get_key(t, base, "max_burst", None, byte_size),
     )
 
 
@@ -445,6 +500,7 @@ def _check_unique(ports: Iterable[PortConfig], new: PortConfig) -> None:
 def with_port(cfg: Config, port: PortConfig) -> Config:
     """`cfg` with `port` added, or replacing the port of the same name."""
     _check_unique(cfg.ports.values(), port)
+    check_ports_acls((port,), cfg.acls)
     ports = dict(cfg.ports)
     ports[port.name] = port
     return dataclasses.replace(cfg, ports=Ports(ports.values()))
@@ -486,6 +542,8 @@ def diff(old: Config, new: Config) -> ConfigDiff:
         switch_changed=changed_fields(old.switch, new.switch),
         management_changed=old.management != new.management,
         metrics_changed=old.metrics != new.metrics,
+        acls_changed=tuple(sorted(n for n in old.acls.keys() | new.acls.keys()
+                                  if old.acls.get(n) != new.acls.get(n))),
     )
 
 

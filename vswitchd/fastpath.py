@@ -1,4 +1,5 @@
-"""The only module that touches the C fast path (``vswitchd._fastpath``).
+"""The module that touches the C fast path (``vswitchd._fastpath``), with
+``vswitchd.fastpath_acl`` beside it for port policy.
 
 It checks arguments, owns the C objects and buffers, and turns C return
 codes into exceptions, so the rest of the control plane deals in plain
@@ -69,6 +70,13 @@ class PortParams:
     # Packet ports: the rx ring of each queue, aligned with ``fds`` (None or
     # missing = none).  The port owns them; see Ring for when to detach.
     rings: tuple[Ring | None, ...] = ()
+    # Policy (csrc/vs_policy.h): the compiled ACL's ``struct vs_acl *``
+    # (fastpath_acl.Acl.c_acl; owned by the port, None = no ACL) and the
+    # bandwidth limits in bit/s (0 = none) with their bucket depth.
+    acl: object | None = None
+    max_bps_out: int = 0
+    max_bps_in: int = 0
+    max_burst_bytes: int = 0
 
     def to_c(self) -> object:
         p = ffi.new("struct vs_port_params *")
@@ -110,6 +118,10 @@ class PortParams:
         p.broadcast_pps = self.broadcast_pps
         p.multicast_pps = self.multicast_pps
         p.unknown_unicast_pps = self.unknown_unicast_pps
+        p.acl = self.acl if self.acl is not None else ffi.NULL
+        p.max_bps_out = self.max_bps_out
+        p.max_bps_in = self.max_bps_in
+        p.max_burst_bytes = self.max_burst_bytes
         return p
 
 
@@ -240,6 +252,15 @@ class Switch:
 
     def set_busy_poll(self, busy_poll_us: int) -> None:
         lib.vs_switch_set_busy_poll(self._sw, busy_poll_us)
+
+    def set_acl_sessions(self, capacity: int) -> None:
+        """Gives the switch an empty session table of ``capacity``; before start()."""
+        _check(lib.vs_switch_set_acl_sessions(self._sw, capacity), "ACL session table")
+
+    @property
+    def acl_sessions_ptr(self) -> object:
+        """The ``struct vs_acl_sessions *`` (wrapped by fastpath_acl.Sessions)."""
+        return lib.vs_switch_acl_sessions(self._sw)
 
     def stop(self) -> None:
         if self._sw is not None:

@@ -55,6 +55,7 @@ from vswitchd.fastpath import (
     MacStats,
     WorkerStats,
 )
+from vswitchd.policy_metrics import POLICY_TRAFFIC_COUNTERS, policy_families
 from vswitchd.ringstats import RING_STATS_HELP, RxRingReport
 
 NS = "vswitchd"
@@ -97,6 +98,9 @@ class SwitchLike(Protocol):
     @property
     def generation(self) -> int: ...
 
+    @property
+    def policy(self) -> Any: ...
+
 
 def port_metric_name(counter: str) -> str:
     """The metric name (without "_total") of C traffic counter ``counter``."""
@@ -129,7 +133,7 @@ class SwitchCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         # The families without samples: lets the registry catch duplicate
         # names without reading a switch that may not be running yet.
-        return self._families(None, [], collections.Counter(), None, None, [])
+        return self._families(None, [], collections.Counter(), None, None, [], (), {})
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
@@ -148,7 +152,10 @@ class SwitchCollector(Collector):
             cpus = list(self._switch.cpus)
             workers = [(w, str(cpus[w % len(cpus)]) if cpus else "", fast.worker_stats(w))
                        for w in range(self._switch.n_workers)]
-        return self._families(generation, ports, per_vlan, capacity, mac_stats, workers)
+            policy = self._switch.policy
+            reports, removed = policy.report, dict(policy.removed)
+        return self._families(generation, ports, per_vlan, capacity, mac_stats, workers,
+                              reports, removed)
 
     def _read_ports(self, fast: Any) -> list[_PortRow]:
         # list() first: the event loop thread may add or remove ports while
@@ -171,7 +178,9 @@ class SwitchCollector(Collector):
     @staticmethod
     def _families(generation: int | None, ports: list[_PortRow],
                   per_vlan: collections.Counter[int], capacity: int | None,
-                  mac_stats: MacStats | None, workers: list[_WorkerRow]) -> list[Metric]:
+                  mac_stats: MacStats | None, workers: list[_WorkerRow],
+                  policy_reports: Sequence[Any], sessions_removed: Mapping[Any, int]
+                  ) -> list[Metric]:
         """All families from one scrape's reads; with no reads (None, empty
         lists), the same families without samples, for describe()."""
         out: list[Metric] = [
@@ -183,6 +192,8 @@ class SwitchCollector(Collector):
         out += _port_families(ports)
         out += _mac_families(per_vlan, capacity, mac_stats)
         out += _worker_families(workers)
+        out += policy_families(policy_reports, sessions_removed,
+                               [(port.cfg.name, counters) for port, counters, _ in ports])
         return out
 
 
@@ -199,7 +210,7 @@ def _port_labels(port: Any) -> list[str]:
 
 def _port_families(rows: list[_PortRow]) -> list[Metric]:
     traffic = {c: CounterMetricFamily(port_metric_name(c), COUNTER_HELP[c], labels=PORT_LABELS)
-               for c in TRAFFIC_COUNTERS}
+               for c in TRAFFIC_COUNTERS if c not in POLICY_TRAFFIC_COUNTERS}
     drops = CounterMetricFamily(
         f"{NS}_port_drops", "Frames dropped, on the port they came in on (tx_error: went "
         "out of), by reason: " + ", ".join(DROP_REASONS), labels=("port", "reason"))

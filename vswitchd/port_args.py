@@ -27,7 +27,7 @@ _KV_KEYS = tuple(k for k in PORT_KEYS if k != "offload") + tuple(
     f"offload.{k}" for k in OFFLOAD_KEYS)
 _KV_INT_KEYS = ("queues", "vlan", "native_vlan", "mtu") + GUARD_INT_KEYS
 _KV_BOOL_KEYS = ("persist", "offload.csum", "offload.tso") + GUARD_BOOL_KEYS
-_KV_LIST_KEYS = ("allowed_macs",)
+_KV_LIST_KEYS = ("allowed_macs", "acls")
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
                "false": False, "no": False, "off": False, "0": False}
 

@@ -18,6 +18,7 @@ Order of operations, and why:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -28,6 +29,8 @@ from vswitchd import fdstore, port_args, rebalance, ringstats
 from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import MAX_PORTS, PortParams, Switch
+from vswitchd.fastpath_acl import Sessions
+from vswitchd.policy import Policies
 from vswitchd.ports import LinkMonitor, NetdevPort, PortIO, TapPort, in_netns, netns_exists
 from vswitchd.ports.base import Rtnl
 from vswitchd.rxq import RxqKey, assign, by_worker
@@ -93,12 +96,26 @@ class VSwitch:
         self.lost: dict[str, PortConfig] = {}
         self.rxq: dict[RxqKey, int] = {}
         self._fast: Switch | None = None
+        self._policy: Policies | None = None
+        # The ACL sets ports resolve against: during a reload, the old and
+        # the new ones together (the new win), so a port not yet moved to
+        # its new config still finds its sets.
+        self._acl_sets = dict(config.acls)
         self._linkmon = LinkMonitor()
         self._aging_task: asyncio.Task[None] | None = None
         self.load = rebalance.LoadSampler()
         self._last_rebalance = time.monotonic()
         self.rebalances = 0
         self._lock = asyncio.Lock()
+
+    @property
+    def policy(self) -> Policies:
+        if self._policy is None:
+            raise VswitchError("the switch is not running")
+        return self._policy
+
+    def port_ids(self) -> dict[str, int]:
+        return {name: p.id for name, p in self.ports.items()}
 
     @property
     def fast(self) -> Switch:
@@ -112,6 +129,8 @@ class VSwitch:
         sw = self.config.switch
         self._fast = Switch(self.n_workers, self.cpus, sw.mac_table_size)
         self._fast.set_busy_poll(sw.busy_poll_us)
+        self._fast.set_acl_sessions(sw.acl_sessions)
+        self._policy = Policies(self.n_workers + 1, Sessions(self._fast.acl_sessions_ptr))
         self._fast.start()
         await self._linkmon.start()
         try:
@@ -169,6 +188,7 @@ class VSwitch:
             else:
                 del self.lost[name]
         live = set(self.ports)
+        self._acl_sets = {**self.config.acls, **new.acls}
         for key in diff.awaiting_restart:
             log.warning("%s: change takes effect at the next restart", key)
 
@@ -205,9 +225,10 @@ class VSwitch:
         switch_cfg = type(new.switch)(**{**self.config.switch.__dict__, **kept})
         # The management socket in use stays what it is until a restart, so
         # the running config keeps saying so (and the next reload warns again).
-        self.config = Config(switch=switch_cfg, management=self.config.management,
+        self.config = Config(switch=switch_cfg, management=self.config.management, acls=new.acls,
                              metrics=new.metrics, ports=new.ports)
         self.fast.set_busy_poll(switch_cfg.busy_poll_us)
+        self._acl_sets = dict(new.acls)
         self._publish()
         self.generation += 1
         log.info("config generation %d: +%s -%s ~%s", self.generation,
@@ -289,6 +310,7 @@ class VSwitch:
         self._linkmon.unwatch(port.cfg.name)
         if port.id >= 0 and self._fast is not None:
             self._fast.macs.flush(port=port.id)
+            self.policy.port_closed(port.cfg.name, port.id)
         port.backend.close()
 
     def _update_in_place(self, port: Port, pc: PortConfig) -> None:
@@ -370,7 +392,10 @@ class VSwitch:
         ids = {p.cfg.name: p.id for p in ports}
         rxqs = {w: [(ids[name], q) for name, q in keys]
                 for w, keys in by_worker(self.rxq).items()}
-        self.fast.publish([p.params() for p in ports], rxqs)
+        self.policy.prepare(self._acl_sets, [p.cfg for p in ports])
+        self.fast.publish([dataclasses.replace(p.params(), **self.policy.c_fields(p.cfg.name))
+                           for p in ports], rxqs)
+        self.policy.published(ids)
 
     # Timers.
 
@@ -386,6 +411,9 @@ class VSwitch:
                 log.debug("aged out %d MAC entries", aged)
             if self.lost:
                 self._retry_lost()
+            ids = self.port_ids()
+            self.policy.expire({v: k for k, v in ids.items()})
+            self.policy.refresh(ids)
             # Every tick, scraped or not: the kernel's ring counters are
             # 32-bit and reset on each read, so reading often keeps them
             # from wrapping, and the exporter's copy at most a tick old.

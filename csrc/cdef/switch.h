@@ -11,6 +11,8 @@
 #define VS_C_FIRST_DROP ...
 
 struct vs_ring;
+struct vs_acl;
+#define VS_ACL_SESSIONS_DEFAULT ...
 
 struct vs_port_params {
     uint32_t id;
@@ -34,6 +36,10 @@ struct vs_port_params {
     uint32_t broadcast_pps;
     uint32_t multicast_pps;
     uint32_t unknown_unicast_pps;
+    struct vs_acl *acl;
+    uint64_t max_bps_out;
+    uint64_t max_bps_in;
+    uint64_t max_burst_bytes;
     uint8_t allowed_macs[64][6];
 };
 
@@ -70,6 +76,8 @@ uint32_t vs_switch_n_workers(const struct vs_switch *);
 struct vs_mac_table *vs_switch_mac_table(struct vs_switch *);
 
 void vs_switch_set_busy_poll(struct vs_switch *, uint32_t busy_poll_us);
+int vs_switch_set_acl_sessions(struct vs_switch *, uint32_t capacity);
+struct vs_acl_sessions *vs_switch_acl_sessions(struct vs_switch *);
 int vs_switch_publish(struct vs_switch *, struct vs_config *);
 uint64_t vs_switch_generation(const struct vs_switch *);
 int vs_switch_poll_once(struct vs_switch *, uint32_t now_s);

@@ -152,14 +152,14 @@ def test_unknown_key_is_rejected_with_allowed_keys():
     assert error_of(loads, "[switch]\nbogus = 1") == (
         "switch.bogus: unknown key (allowed: workers, cpus, mac_aging_s, mac_table_size, "
         "rxq_assign, rebalance_interval_s, rebalance_load_threshold, rebalance_improvement, "
-        "rebalance_sample_s, busy_poll_us)")
+        "rebalance_sample_s, busy_poll_us, acl_sessions)")
     assert port_error({"type": "tap", "offload": {"gro": True}}) == (
         "ports.vm1.offload.gro: unknown key (allowed: csum, tso)")
 
 
 def test_unknown_section_is_rejected():
     assert error_of(loads, "[bridge]\nx = 1") == (
-        "bridge: unknown section (allowed: switch, management, metrics, ports)")
+        "bridge: unknown section (allowed: switch, management, metrics, acls, ports)")
 
 
 def test_invalid_vlan_list_is_rejected():
