@@ -202,3 +202,16 @@ class Sessions:
                 timeout_s=s.timeout_s, rule_id=int(s.rule_id), age_s=s.age_ns / 1e9,
                 idle_s=s.idle_ns / 1e9))
         return out
+
+
+def classify(acl: Acl, frame: bytes, vlan: int, direction: str,
+             type_off: int = 12) -> tuple[str, int | None]:
+    """What ``acl`` decides for ``frame`` (EtherType at ``type_off``) in
+    VLAN ``vlan`` travelling ``direction``, counting nothing: ("allow" or
+    "deny", index of the deciding rule or None for the default)."""
+    key = ffi.new("struct vs_acl_key *")
+    lib.vs_acl_parse(frame, len(frame), type_off, vlan, DIRECTIONS[direction], key)
+    out = ffi.new("struct vs_acl_verdict *")
+    lib.vs_acl_classify(acl.c_acl, DIRECTIONS[direction], key, 0, len(frame), 0, out)
+    action = "deny" if out.action == lib.VS_ACL_DENY else "allow"
+    return action, (None if out.rule < 0 else int(out.rule))
