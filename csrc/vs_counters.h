@@ -24,7 +24,9 @@
     X(SEGMENTED, "segmented", "GSO frames segmented in software for the port") \
     X(CSUM_FILLED, "csum_filled", "Partial checksums completed in software for the port") \
     X(QOS_DROPPED_OUT_BYTES, "qos_dropped_out_bytes", "Bytes from the VM dropped by max_bandwidth_out") \
-    X(QOS_DROPPED_IN_BYTES, "qos_dropped_in_bytes", "Bytes toward the VM dropped by max_bandwidth_in")
+    X(QOS_DROPPED_IN_BYTES, "qos_dropped_in_bytes", "Bytes toward the VM dropped by max_bandwidth_in") \
+    X(QOS_HELD_OUT, "qos_held_out", "Frames from the VM held back to keep within max_bandwidth_out") \
+    X(QOS_HELD_IN, "qos_held_in", "Frames toward the VM held back to keep within max_bandwidth_in")
 
 #define VS_DROP_REASONS(X)                                                  \
     X(DROP_RUNT, "runt", "Shorter than 14 bytes, or 18 when VLAN tagged")   \

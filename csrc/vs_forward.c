@@ -33,6 +33,7 @@
 #include "vs_gso.h"
 #include "vs_guard.h"
 #include "vs_policy.h"
+#include "vs_qos.h"
 #include "vs_vlan.h"
 #include "vs_worker.h"
 
@@ -338,6 +339,12 @@ settle_checksum(struct vs_ctx *ctx, struct vs_pkt *pkt, struct vs_port **dests,
     return 0;
 }
 
+static void send_to(struct vs_ctx *, const struct vs_port *in, struct vs_pkt *,
+                    struct vs_port **dests, uint32_t n);
+static int in_limited(struct vs_port **dests, uint32_t n);
+static uint32_t shape(struct vs_ctx *, const struct vs_port *in, struct vs_pkt *,
+                      struct vs_port **dests, uint32_t n);
+
 /* Looks up where 'pkt' goes and sends it there: one port for a known
  * unicast destination, every other up port of its VLAN otherwise. */
 static void
@@ -387,7 +394,20 @@ deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
         pkt->dropped = 1;
         return;
     }
+    if (in->p.max_bps_out || in_limited(dests, n)) {
+        n = shape(ctx, in, pkt, dests, n);
+        if (!n) {
+            return;
+        }
+    }
+    send_to(ctx, in, pkt, dests, n);
+}
 
+/* Settles 'pkt''s checksum for its 'n' destinations and sends it to each. */
+static void
+send_to(struct vs_ctx *ctx, const struct vs_port *in, struct vs_pkt *pkt,
+        struct vs_port **dests, uint32_t n)
+{
     int r = settle_checksum(ctx, pkt, dests, n);
     if (r) {
         drop(ctx, pkt, in->p.id, r);
@@ -395,6 +415,73 @@ deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
     }
     for (uint32_t i = 0; i < n; i++) {
         egress(ctx, dests[i], pkt);
+    }
+}
+
+static int
+in_limited(struct vs_port **dests, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (dests[i]->p.max_bps_in) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Bandwidth limits (vs_qos.h): the ingress port's out limit for the whole
+ * frame, then each destination's in limit.  Returns how many of 'dests'
+ * the frame goes to now (kept at the front); the others got it held back
+ * or dropped.  'in' is NULL for a frame the out limit held back, now due. */
+static uint32_t
+shape(struct vs_ctx *ctx, const struct vs_port *in, struct vs_pkt *pkt,
+      struct vs_port **dests, uint32_t n)
+{
+    uint32_t ids[VS_MAX_PORTS];
+
+    if (in && in->p.max_bps_out) {
+        for (uint32_t i = 0; i < n; i++) {
+            ids[i] = dests[i]->p.id;
+        }
+        if (vs_qos_admit(ctx, in, pkt, 0, ids, n) != VS_QOS_SEND) {
+            pkt->dropped = 1;
+            return 0;
+        }
+    }
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = dests[i]->p.id;
+        if (!dests[i]->p.max_bps_in
+            || vs_qos_admit(ctx, dests[i], pkt, 1, &id, 1) == VS_QOS_SEND) {
+            dests[kept++] = dests[i];
+        }
+    }
+    return kept;
+}
+
+/* Sends a frame the bandwidth limit held back ('slot' 0: the ingress
+ * port's out limit, 1: the destination's in limit) to the ports 'ids' it
+ * was for, those of them still present and up in 'cfg'. */
+void
+vs_forward_held(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_pkt *pkt,
+                int slot, const uint32_t *ids, uint32_t n_ids)
+{
+    struct vs_port *dests[VS_MAX_PORTS];
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < n_ids; i++) {
+        struct vs_port *p = ids[i] < VS_MAX_PORTS ? cfg->ports[ids[i]] : NULL;
+        if (p && p->p.up && vs_vlan_carries(p, pkt->vlan)) {
+            dests[n++] = p;
+        } else if (p) {
+            vs_count(ctx, p->p.id, VS_C_DROP_NO_DEST, 1);
+        }
+    }
+    if (n && slot == 0) {
+        n = shape(ctx, NULL, pkt, dests, n);
+    }
+    if (n) {
+        send_to(ctx, dests[0], pkt, dests, n);
     }
 }
 

@@ -1,13 +1,12 @@
 /*
- * vs_policy.c: the policy stage (design in vs_policy.h, vs_acl.h,
- * vs_acl_sessions.h and vs_qos.h).
+ * vs_policy.c: the ACL stage (design in vs_policy.h, vs_acl.h and
+ * vs_acl_sessions.h).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 
 #include "vs_acl_sessions.h"
 #include "vs_policy.h"
-#include "vs_qos.h"
 
 /* Judges 'pkt' with key 'key' in direction 'dir' against the ACL of port
  * 'port'.  Returns 0 or a drop reason. */
@@ -41,22 +40,6 @@ acl_check(struct vs_ctx *ctx, const struct vs_port *port,
     return 0;
 }
 
-/* Polices 'pkt' against port 'port''s limit 'bps' in direction slot 'slot'
- * (0 out, 1 in). */
-static int
-qos_check(struct vs_ctx *ctx, const struct vs_port *port,
-          const struct vs_pkt *pkt, uint64_t bps, int slot)
-{
-    _Atomic uint64_t *tat = &ctx->sw->qos_tat[port->p.id][slot];
-    uint64_t bytes = vs_qos_wire_bytes(pkt->len, &pkt->vh);
-    if (vs_qos_conform(tat, ctx->now_ns, bytes, bps, port->p.max_burst_bytes, 1)) {
-        return 0;
-    }
-    vs_count(ctx, port->p.id, slot ? VS_C_QOS_DROPPED_IN_BYTES : VS_C_QOS_DROPPED_OUT_BYTES,
-             bytes);
-    return slot ? VS_C_DROP_QOS_IN : VS_C_DROP_QOS_OUT;
-}
-
 /* The OUT stage for 'pkt', received on port 'in'.  Returns 0 or a drop
  * reason (vs_policy.h). */
 int
@@ -65,12 +48,9 @@ vs_policy_out(struct vs_ctx *ctx, const struct vs_port *in, const struct vs_pkt 
     if (in->p.acl && vs_acl_has_dir(in->p.acl, VS_ACL_OUT)) {
         struct vs_acl_key key;
         vs_acl_parse(pkt->data, pkt->len, pkt->inner_off, pkt->vlan, VS_ACL_OUT, &key);
-        int r = acl_check(ctx, in, pkt, &key, VS_ACL_OUT);
-        if (r) {
-            return r;
-        }
+        return acl_check(ctx, in, pkt, &key, VS_ACL_OUT);
     }
-    return in->p.max_bps_out ? qos_check(ctx, in, pkt, in->p.max_bps_out, 0) : 0;
+    return 0;
 }
 
 /* The IN stage for 'pkt', about to leave through port 'out'; 'cache'
@@ -85,10 +65,7 @@ vs_policy_in(struct vs_ctx *ctx, const struct vs_port *out, const struct vs_pkt 
                          &cache->key);
             cache->parsed = 1;
         }
-        int r = acl_check(ctx, out, pkt, &cache->key, VS_ACL_IN);
-        if (r) {
-            return r;
-        }
+        return acl_check(ctx, out, pkt, &cache->key, VS_ACL_IN);
     }
-    return out->p.max_bps_in ? qos_check(ctx, out, pkt, out->p.max_bps_in, 1) : 0;
+    return 0;
 }

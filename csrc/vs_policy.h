@@ -1,6 +1,6 @@
 /*
- * vs_policy.h: the policy stage of the pipeline: a port's ACL, its
- * stateful sessions and its bandwidth limits.
+ * vs_policy.h: the ACL stage of the pipeline: a port's rules and its
+ * stateful sessions.  (Bandwidth limits come after it, in vs_qos.h.)
  *
  * Where it runs (vs_forward.c), in the VM's terms:
  *  - OUT, traffic from the VM: vs_policy_out() from classify(), once the
@@ -10,18 +10,19 @@
  *    destination port, after lookup and before the frame is handed to the
  *    port (a flooded frame may be denied on one port and delivered to the
  *    others).
- * Order within a direction: sessions, then rules, then the bandwidth
- * limit, so a frame the ACL refuses costs no tokens.
+ * Order within a direction: sessions, then rules.  Bandwidth limits run
+ * after both directions' ACLs (deliver(), vs_qos.h), so a frame the ACL
+ * refuses costs no tokens.
  *
  * Batch semantics: none beyond the frame; each frame is judged against the
  * sessions and buckets as earlier frames of the burst left them.
  *
- * Cost when a port has no policy: vs_policy_*_active() tests two fields of
+ * Cost when a port has no ACL: vs_policy_*_active() tests one field of
  * its params; nothing else runs.
  *
  * Returns: 0 to pass the frame, or the drop reason to count on the port
  * whose policy refused it: acl_deny, acl_default, acl_sessions_full,
- * acl_unparsable, qos_out, qos_in.
+ * acl_unparsable.
  */
 #ifndef VS_POLICY_H
 #define VS_POLICY_H 1
@@ -32,13 +33,13 @@
 static inline int
 vs_policy_out_active(const struct vs_port_params *p)
 {
-    return p->acl || p->max_bps_out;
+    return p->acl != NULL;
 }
 
 static inline int
 vs_policy_in_active(const struct vs_port_params *p)
 {
-    return p->acl || p->max_bps_in;
+    return p->acl != NULL;
 }
 
 /* A frame's IN key, parsed once for all the destinations that need it. */

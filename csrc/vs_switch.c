@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "vs_acl_sessions.h"
+#include "vs_qos.h"
 #include "vs_vlan.h"
 #include "vs_worker.h"
 
@@ -381,6 +382,7 @@ vs_switch_poll_once(struct vs_switch *sw, uint32_t now_s)
     if (sw->started) {
         return -EBUSY;
     }
+    vs_qos_flush_due(ctx, cfg, (uint64_t) now_s * 1000000000u);
     for (uint32_t i = 0; i < cfg->n_ports; i++) {
         struct vs_port *port = cfg->ports[cfg->port_ids[i]];
         for (uint32_t q = 0; q < port->p.n_queues; q++) {

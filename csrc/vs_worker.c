@@ -33,6 +33,7 @@
 
 #include "vs_ring.h"
 #include "vs_guard.h"
+#include "vs_qos.h"
 #include "vs_worker.h"
 
 #define VS_IDLE_WAIT_MS 100
@@ -72,8 +73,10 @@ vs_ctx_init(struct vs_ctx *ctx, struct vs_switch *sw, uint32_t index, int cpu)
     ctx->counters = calloc(VS_MAX_PORTS, sizeof *ctx->counters);
     ctx->rxq_stats = calloc(VS_MAX_PORTS, sizeof *ctx->rxq_stats);
     ctx->guard = vs_guard_new();
+    ctx->qos = vs_qos_queues_new();
     if (ctx->wake_fd < 0 || !ctx->rx_bufs || !ctx->rx_hdrs || !ctx->stage_buf
-        || !ctx->seg_buf || !ctx->counters || !ctx->rxq_stats || !ctx->guard) {
+        || !ctx->seg_buf || !ctx->counters || !ctx->rxq_stats || !ctx->guard
+        || !ctx->qos) {
         int error = ctx->wake_fd < 0 ? errno : ENOMEM;
         vs_ctx_destroy(ctx);
         return error;
@@ -98,6 +101,7 @@ vs_ctx_destroy(struct vs_ctx *ctx)
     free(ctx->counters);
     free(ctx->rxq_stats);
     vs_guard_free(ctx->guard);
+    vs_qos_queues_free(ctx->qos);
     memset(ctx, 0, sizeof *ctx);
     ctx->epfd = ctx->wake_fd = -1;
 }
@@ -437,6 +441,7 @@ vs_worker_main(void *arg)
         }
 
         uint64_t t_poll = now_ns();
+        vs_qos_flush_due(ctx, cfg, t_poll);
         int n = epoll_wait(ctx->epfd, evs, 64, 0);
         if (n <= 0) {
             /* Busy-poll window: for a while after the last frame, poll
@@ -453,7 +458,7 @@ vs_worker_main(void *arg)
             }
             uint64_t t0 = t1;
             atomic_store(&ctx->online, 0);
-            n = epoll_wait(ctx->epfd, evs, 64, VS_IDLE_WAIT_MS);
+            n = epoll_wait(ctx->epfd, evs, 64, vs_qos_wait_ms(ctx, t0, VS_IDLE_WAIT_MS));
             atomic_store(&ctx->online, 1);
             vs_stat_add(&ctx->stats.idle_ns, now_ns() - t0);
             cfg = atomic_load(&sw->config);

@@ -29,6 +29,7 @@ struct vs_port {
 };
 
 struct vs_guard;
+struct vs_qos_queues;
 
 /* An rx queue a worker polls: queue 'queue' of 'port', whose params hold
  * its fd and (packet ports) its rx ring, port->p.rings[queue].  'fd' is a
@@ -112,6 +113,9 @@ struct vs_ctx {
      * forwarded, for storm control: set once per burst. */
     struct vs_guard *guard;
     uint64_t now_ns;
+
+    /* Frames held back by bandwidth limits (vs_qos.h). */
+    struct vs_qos_queues *qos;
 };
 
 struct vs_switch {
@@ -158,5 +162,7 @@ int vs_ctx_poll_rxq(struct vs_ctx *, const struct vs_config *,
 void vs_forward_burst(struct vs_ctx *, const struct vs_config *,
                       struct vs_port *in, uint32_t n, uint32_t now_s);
 void vs_tx_flush(struct vs_ctx *);
+void vs_forward_held(struct vs_ctx *, const struct vs_config *, struct vs_pkt *,
+                     int slot, const uint32_t *ids, uint32_t n_ids);
 
 #endif /* vs_worker.h */

@@ -18,9 +18,9 @@ NS = "vswitchd"
 RULE_LABELS = ("port", "acl", "rule", "direction", "action")
 # C counters (csrc/vs_counters.h) the policy families export instead of the
 # generic per-port ones.
-QOS_COUNTERS = {"out": ("qos_out", "qos_dropped_out_bytes"),
-                "in": ("qos_in", "qos_dropped_in_bytes")}
-POLICY_TRAFFIC_COUNTERS = tuple(c[1] for c in QOS_COUNTERS.values())
+QOS_COUNTERS = {"out": ("qos_out", "qos_dropped_out_bytes", "qos_held_out"),
+                "in": ("qos_in", "qos_dropped_in_bytes", "qos_held_in")}
+POLICY_TRAFFIC_COUNTERS = tuple(n for c in QOS_COUNTERS.values() for n in c[1:])
 
 
 def policy_families(reports: Sequence[PortReport],
@@ -49,6 +49,9 @@ def policy_families(reports: Sequence[PortReport],
     qos_bytes = CounterMetricFamily(f"{NS}_qos_dropped_bytes",
                                     "Wire bytes dropped by the port's bandwidth limit",
                                     labels=("port", "direction"))
+    qos_held = CounterMetricFamily(f"{NS}_qos_held_packets",
+                                   "Frames held back (and sent later) to keep within the "
+                                   "port's bandwidth limit", labels=("port", "direction"))
     for r in reports:
         for rule in r.rules:
             labels = [r.port, rule.acl, rule.rule, rule.direction, rule.action]
@@ -64,7 +67,8 @@ def policy_families(reports: Sequence[PortReport],
                 value = c["acl_sessions_full"] if reason == "full" else removed.get(
                     (name, reason), 0)
                 dropped.add_metric([name, reason], value)
-        for direction, (packets, nbytes) in QOS_COUNTERS.items():
+        for direction, (packets, nbytes, held) in QOS_COUNTERS.items():
             qos_packets.add_metric([name, direction], c[packets])
             qos_bytes.add_metric([name, direction], c[nbytes])
-    return [matches, match_bytes, default, sessions, dropped, qos_packets, qos_bytes]
+            qos_held.add_metric([name, direction], c[held])
+    return [matches, match_bytes, default, sessions, dropped, qos_packets, qos_bytes, qos_held]

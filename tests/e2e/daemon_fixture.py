@@ -39,11 +39,16 @@ def toml_value(v: Any) -> str:
 
 
 def render_config(ports: dict[str, dict[str, Any]], socket_path: str,
-                  switch: dict[str, Any] | None = None, metrics: str = "") -> str:
+                  switch: dict[str, Any] | None = None, metrics: str = "",
+                  acls: dict[str, list[dict[str, Any]]] | None = None) -> str:
     lines = ["[switch]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in (switch or {}).items()]
     lines += ["", "[management]", f"socket = {json.dumps(socket_path)}", "",
               "[metrics]", f"listen = {json.dumps(metrics)}", ""]
+    for name, rules in (acls or {}).items():
+        lines += [f"[acls.{name}]", "rules = ["]
+        lines += [f"  {toml_value(rule)}," for rule in rules]
+        lines += ["]", ""]
     for name, keys in ports.items():
         lines.append(f"[ports.{name}]")
         lines += [f"{k} = {toml_value(v)}" for k, v in keys.items()]
@@ -53,7 +58,8 @@ def render_config(ports: dict[str, dict[str, Any]], socket_path: str,
 
 class RunningDaemon:
     def __init__(self, tmp: Path, ports: dict[str, dict[str, Any]],
-                 switch: dict[str, Any] | None = None, metrics: str = "") -> None:
+                 switch: dict[str, Any] | None = None, metrics: str = "",
+                 acls: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.tmp = tmp
         self.socket = str(tmp / "vswitchd.sock")
         self.config_path = tmp / "vswitchd.toml"
@@ -61,18 +67,22 @@ class RunningDaemon:
         self.switch = switch
         self.ports = ports
         self.metrics = metrics          # [metrics] listen; "" is off
+        self.acls = acls
         self.write_config(ports)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def write_config(self, ports: dict[str, dict[str, Any]] | None = None, *,
-                     metrics: str | None = None) -> None:
+                     metrics: str | None = None,
+                     acls: dict[str, list[dict[str, Any]]] | None = None) -> None:
         """Rewrites the config file (for a reload); what is not given stays."""
         if ports is not None:
             self.ports = ports
         if metrics is not None:
             self.metrics = metrics
+        if acls is not None:
+            self.acls = acls
         self.config_path.write_text(
-            render_config(self.ports, self.socket, self.switch, self.metrics))
+            render_config(self.ports, self.socket, self.switch, self.metrics, self.acls))
 
     @property
     def metrics_url(self) -> str:

@@ -258,7 +258,7 @@ def test_names_types_and_help_follow_prometheus_conventions(registry):
         *(ring_metric_name(c) for c in RING_STATS),
         "vswitchd_acl_rule_matches", "vswitchd_acl_rule_matches_bytes", "vswitchd_acl_default",
         "vswitchd_acl_sessions_dropped", "vswitchd_qos_dropped_packets",
-        "vswitchd_qos_dropped_bytes",
+        "vswitchd_qos_dropped_bytes", "vswitchd_qos_held_packets",
     }
     # The text format has no info type: vswitchd_info is a gauge there.
     expected_gauges = {"vswitchd_port_up", "vswitchd_port_queues", "vswitchd_mac_table_entries",
