@@ -250,7 +250,7 @@ class NamedMap(Mapping[str, V], Generic[V]):
 
     def __init__(self, ports: Iterable[V] | Mapping[str, V] = ()) -> None:
         values = ports.values() if isinstance(ports, Mapping) else ports
-        self._ports = {port.name: port for port in values}
+        self._ports: dict[str, V] = {port.name: port for port in values}
 
     def __getitem__(self, name: str) -> V:
         return self._ports[name]

@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from vswitchd._fastpath import ffi, lib
 from vswitchd.acl_config import AclRule
@@ -34,7 +35,7 @@ def rule_id(rule: AclRule) -> int:
     return int.from_bytes(digest, "little")
 
 
-def _put_net(key: object, mask: object, field: str, net: ipaddress.IPv4Network
+def _put_net(key: Any, mask: Any, field: str, net: ipaddress.IPv4Network
              | ipaddress.IPv6Network) -> None:
     raw = net.network_address.packed
     bits = net.netmask.packed
@@ -42,7 +43,7 @@ def _put_net(key: object, mask: object, field: str, net: ipaddress.IPv4Network
     getattr(mask, field)[0:len(bits)] = list(bits)
 
 
-def _fill(c: object, rule: AclRule) -> None:
+def _fill(c: Any, rule: AclRule) -> None:
     key, mask = c.key, c.mask
     c.id = rule_id(rule)
     c.weight = rule.weight
@@ -163,7 +164,7 @@ class Sessions:
         return int(lib.vs_acl_sessions_live(self._t))
 
     @staticmethod
-    def _per_port(buf: object) -> dict[int, int]:
+    def _per_port(buf: Any) -> dict[int, int]:
         return {i: int(buf[i]) for i in range(MAX_PORTS) if buf[i]}
 
     def expire(self, now_ns: int) -> dict[int, int]:

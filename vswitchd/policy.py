@@ -29,11 +29,11 @@ from typing import Any
 from vswitchd.acl_config import (
     PROTOCOL_NAMES,
     AclRule,
+    AclSet,
     default_burst,
     format_rate,
     port_rules,
 )
-from vswitchd.acl_config import AclSet
 from vswitchd.config import PortConfig
 from vswitchd.errors import ConfigError, VswitchError
 from vswitchd.fastpath_acl import Acl, Session, Sessions, rule_id
@@ -172,11 +172,15 @@ class Policies:
             if name not in wanted:
                 self._retire(self._ports.pop(name))
         for name, policy in wanted.items():
-            state = self._ports.get(name)
+            existing = self._ports.get(name)
+            if existing is None:
+                if name not in fresh:
+                    continue
+                state = self._ports[name] = _PortState(policy, None)
+            else:
+                state = existing
             if name in fresh:
-                if state is None:
-                    state = self._ports[name] = _PortState(policy, None)
-                else:
+                if existing is not None:
                     self._retire(state)
                     if set(state.policy.stateful_ids) - set(policy.stateful_ids):
                         self._prune[name] = policy.stateful_ids

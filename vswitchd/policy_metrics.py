@@ -67,8 +67,8 @@ def policy_families(reports: Sequence[PortReport],
                 value = c["acl_sessions_full"] if reason == "full" else removed.get(
                     (name, reason), 0)
                 dropped.add_metric([name, reason], value)
-        for direction, (packets, nbytes, held) in QOS_COUNTERS.items():
-            qos_packets.add_metric([name, direction], c[packets])
-            qos_bytes.add_metric([name, direction], c[nbytes])
-            qos_held.add_metric([name, direction], c[held])
+        for direction, (n_packets, n_bytes, n_held) in QOS_COUNTERS.items():
+            qos_packets.add_metric([name, direction], c[n_packets])
+            qos_bytes.add_metric([name, direction], c[n_bytes])
+            qos_held.add_metric([name, direction], c[n_held])
     return [matches, match_bytes, default, sessions, dropped, qos_packets, qos_bytes, qos_held]

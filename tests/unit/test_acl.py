@@ -10,7 +10,7 @@ import random
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.l2 import Ether
 
 from tests.unit.harness import Harness
 from vswitchd.acl_config import AclRule, parse_rule, port_rules
@@ -308,7 +308,8 @@ def test_tuple_space_search_agrees_with_the_linear_semantics(n_rules):
         t: dict = {"weight": w, "direction": rng.choice(["in", "out", "both"]),
                    "action": rng.choice(["allow", "deny", "deny", "meter"])}
         if rng.random() < 0.7:
-            t["remote_ip"] = f"10.{rng.randrange(4)}.{rng.randrange(4)}.0/{rng.choice([16, 24, 32])}"
+            prefix = rng.choice([16, 24, 32])
+            t["remote_ip"] = f"10.{rng.randrange(4)}.{rng.randrange(4)}.0/{prefix}"
         if rng.random() < 0.6:
             t["protocol"] = rng.choice(["tcp", "udp"])
             if rng.random() < 0.7:

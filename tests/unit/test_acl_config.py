@@ -16,7 +16,7 @@ rules = [
   { name = "count-dns", weight = 90, direction = "out", action = "meter", protocol = "udp", remote_port = "53" },
   { name = "deny-all", weight = 1,  direction = "both", action = "deny" },
 ]
-'''
+'''  # noqa: E501 - the issue's example, as an operator writes it
 VM1 = '''
 [ports.vm1]
 type = "tap"
