@@ -16,6 +16,13 @@
  *   3    200   trunk 1-100, no native FD      10    off  off  1000
  *   4    1023  access 10              FD      10    on   off  576
  *
+ * Policy (csrc/vs_policy.h, vs_qos.h): port 3 has a stateful VM firewall
+ * (out: allow TCP stateful, meter everything; in: allow ARP, deny the
+ * rest), port 4 an ACL of 40 rules, so the tuple space classifier runs,
+ * with a deny of UDP to its local port 7 on top; port 1 has a 10 Mbit/s
+ * out limit and port 0 a 20 Mbit/s in limit with small buckets, so frames
+ * are held back and dropped.
+ *
  * Input: a sequence of records
  *
  *   [selector: 1 byte][length: 2 bytes, big-endian][length bytes]
@@ -48,7 +55,8 @@
  *     tag legitimately exposes the inner one);
  *   - a port's L3 bytes never exceed its MTU; for a GSO super-frame to a
  *     TSO port, the L3 bytes of each segment the port will cut it into;
- *   - when only one port received during a poll, nothing came out of it.
+ *   - when only one port received during a poll, nothing came out of it;
+ *   - nothing out of port 4 is an unfragmented IPv4 UDP datagram to port 7.
  *
  * Known bugs: VS_FUZZ_IGNORE=name,name... (read once at start) turns off
  * the oracle checks named, so a long run can look past a bug already
@@ -56,8 +64,9 @@
  * headers), "tags" (the tagging checks).  Tests never set it.
  *
  * State: the switch lives across inputs (creating one allocates ~2 MiB of
- * buffers per context), but each input starts with an empty MAC table, a
- * reset clock and empty sockets, so inputs replay deterministically.
+ * buffers per context), but each input starts with an empty MAC table, no
+ * ACL sessions, full bandwidth buckets, no held frames, a reset clock and
+ * empty sockets, so inputs replay deterministically.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -68,11 +77,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "vs_acl.h"
+#include "vs_acl_sessions.h"
 #include "vs_counters.h"
 #include "vs_frame.h"
 #include "vs_gso.h"
 #include "vs_mac_table.h"
 #include "vs_switch.h"
+#include "vs_worker.h"
 
 #define N_PORTS 5
 #define PEER_BUF (VS_FRAME_MAX + 4096)
@@ -145,7 +157,15 @@ add_port(struct vs_config *cfg, int idx, uint32_t id, int kind, int mode,
     fp->sw_fd = sv[0];
     fp->peer_fd = sv[1];
 
+    /* Keep the policy setup() gave the port; everything else from here. */
+    struct vs_acl *acl = fp->p.acl;
+    uint64_t bps_out = fp->p.max_bps_out, bps_in = fp->p.max_bps_in;
+    uint64_t burst = fp->p.max_burst_bytes;
     memset(&fp->p, 0, sizeof fp->p);
+    fp->p.acl = acl;
+    fp->p.max_bps_out = bps_out;
+    fp->p.max_bps_in = bps_in;
+    fp->p.max_burst_bytes = burst;
     fp->p.id = id;
     fp->p.kind = kind;
     fp->p.mode = mode;
@@ -167,6 +187,87 @@ add_port(struct vs_config *cfg, int idx, uint32_t id, int kind, int mode,
     }
 }
 
+/* A rule for the fuzzed ACLs: 'proto' 0 = any, ports 0-65535 = any. */
+static struct vs_acl_rule
+acl_rule(uint64_t id, uint32_t weight, int dirs, int action, int stateful, uint8_t proto)
+{
+    struct vs_acl_rule r;
+    memset(&r, 0, sizeof r);
+    r.id = id;
+    r.weight = weight;
+    r.dirs = (uint8_t) dirs;
+    r.action = (uint8_t) action;
+    r.stateful = (uint8_t) stateful;
+    r.idle_timeout_s = 30;
+    r.local_port_hi = r.remote_port_hi = 65535;
+    if (proto) {
+        r.key.proto = proto;
+        r.mask.proto = 0xff;
+        r.key.flags = r.mask.flags = VS_ACL_F_IP;
+    }
+    return r;
+}
+
+static struct vs_acl *
+compile_acl(const struct vs_acl_rule *rules, uint32_t n)
+{
+    struct vs_acl *acl;
+    if (vs_acl_new(rules, n, VS_ACL_ALLOW, 1, &acl)) {
+        die("vs_acl_new");
+    }
+    return acl;
+}
+
+/* Port 3: a VM that may open TCP connections and take nothing else in. */
+static struct vs_acl *
+firewall_acl(void)
+{
+    struct vs_acl_rule r[4];
+    r[0] = acl_rule(1, 100, VS_ACL_OUT, VS_ACL_ALLOW, 1, 6);
+    r[1] = acl_rule(2, 75, VS_ACL_IN | VS_ACL_OUT, VS_ACL_METER, 0, 0);
+    r[2] = acl_rule(3, 50, VS_ACL_IN, VS_ACL_ALLOW, 0, 0);
+    r[2].key.ethertype = 0x0806;
+    r[2].mask.ethertype = 0xffff;
+    r[3] = acl_rule(4, 1, VS_ACL_IN, VS_ACL_DENY, 0, 0);
+    return compile_acl(r, 4);
+}
+
+/* Port 4: 40 rules over addresses, prefixes and port ranges, IPv4 and
+ * IPv6, under a deny of UDP to local port 7 (the oracle's). */
+static struct vs_acl *
+many_rules_acl(void)
+{
+    struct vs_acl_rule r[40];
+    r[0] = acl_rule(100, 1000, VS_ACL_IN, VS_ACL_DENY, 0, 17);
+    r[0].local_port_lo = r[0].local_port_hi = 7;
+    r[0].key.flags |= VS_ACL_F_L4;
+    r[0].mask.flags |= VS_ACL_F_L4;
+    for (int i = 1; i < 40; i++) {
+        int v6 = i % 5 == 0;
+        r[i] = acl_rule(100 + (uint64_t) i, (uint32_t) (10 + i), i % 3 ? VS_ACL_IN : VS_ACL_OUT,
+                        i % 4 ? VS_ACL_DENY : (i % 8 ? VS_ACL_ALLOW : VS_ACL_METER),
+                        i % 8 == 4, i % 2 ? 6 : 17);
+        r[i].mask.flags |= VS_ACL_F_IP6;
+        if (v6) {
+            r[i].key.flags |= VS_ACL_F_IP6;
+            r[i].key.remote_ip[0] = 0xfd;
+            r[i].key.remote_ip[15] = (uint8_t) i;
+            memset(r[i].mask.remote_ip, 0xff, 16);
+        } else {
+            r[i].key.remote_ip[0] = 10;
+            r[i].key.remote_ip[1] = (uint8_t) i;
+            memset(r[i].mask.remote_ip, 0xff, (size_t) (1 + i % 4));
+        }
+        if (i % 3 == 1) {
+            r[i].local_port_lo = (uint16_t) (i * 100);
+            r[i].local_port_hi = (uint16_t) (i * 100 + i * 37);
+            r[i].key.flags |= VS_ACL_F_L4;
+            r[i].mask.flags |= VS_ACL_F_L4;
+        }
+    }
+    return compile_acl(r, 40);
+}
+
 static void
 setup(void)
 {
@@ -177,6 +278,15 @@ setup(void)
     if (!sw || !cfg) {
         die("vs_switch_new");
     }
+    if (vs_switch_set_acl_sessions(sw, 64)) {
+        die("vs_switch_set_acl_sessions");
+    }
+    ports[0].p.max_bps_in = 20000000;
+    ports[0].p.max_burst_bytes = 4000;
+    ports[1].p.max_bps_out = 10000000;
+    ports[1].p.max_burst_bytes = 3028;
+    ports[3].p.acl = firewall_acl();
+    ports[4].p.acl = many_rules_acl();
     add_port(cfg, 0, 0, VS_PORT_PACKET, VS_MODE_ACCESS, 10, 12, 1, 1, 1500);
     add_port(cfg, 1, 3, VS_PORT_FD, VS_MODE_ACCESS, 20, 10, 0, 0, 0);
     add_port(cfg, 2, 17, VS_PORT_PACKET, VS_MODE_TRUNK, 10, 0, 0, 0, 0);
@@ -257,6 +367,13 @@ check_out_frame(int idx, const uint8_t *b, size_t n, int exempt_tags)
               fp->p.id);
         CHECK(fp->p.offload_tso || !vs_vnet_hdr_is_gso(&vh),
               "port %u: GSO frame to a port without TSO", fp->p.id);
+    }
+    if (idx == 4 && len >= VS_ETH_HLEN + 24 && vs_get_be16(eth + 12) == VS_ETH_TYPE_IPV4
+        && (eth[14] >> 4) == 4 && (eth[14] & 0xf) >= 5 && eth[14 + 9] == 17
+        && !(vs_get_be16(eth + 14 + 6) & 0x1fff)) {
+        uint32_t l4 = 14 + (uint32_t) (eth[14] & 0xf) * 4;
+        CHECK(len < l4 + 4 || vs_get_be16(eth + l4 + 2) != 7,
+              "port 1023: UDP to port 7 passed its ACL's deny");
     }
 
     if (!exempt_tags && !ignore_tags) {
@@ -386,6 +503,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t off = 0;
 
     vs_mac_flush(macs, -1, -1);
+    vs_acl_sessions_flush(vs_switch_acl_sessions(sw), -1, NULL);
+    memset(sw->qos_tat, 0, VS_MAX_PORTS * sizeof *sw->qos_tat);
     while (off + 3 <= size) {
         uint8_t sel = data[off];
         size_t len = vs_get_be16(data + off + 1);
@@ -423,6 +542,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     poll_all(now, exempt);
+    /* Whatever the bandwidth limits still hold is due within 50 ms: send
+     * it now, so the next input starts with nothing held. */
+    poll_all(now + 1, exempt);
     CHECK(vs_mac_table_check(macs) == 0, "MAC table invariants");
     return 0;
 }

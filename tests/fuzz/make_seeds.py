@@ -237,6 +237,29 @@ def pipeline_seeds() -> dict[str, bytes]:
                                bytes(Ether(src=A, dst=BCAST) / IP() / Raw(bytes(1400))))
     s["src_multicast_zero"] = (rec(P_ACCESS20, z, arp("01:00:5e:00:00:01"))
                                + rec(P_ACCESS20, z, arp("00:00:00:00:00:00")))
+    # Policy: the trunk's stateful firewall (VLAN 20 reaches the access-20
+    # port): a TCP SYN out, its answer in, an unsolicited one refused.
+    s["stateful_tcp"] = (
+        rec(P_TRUNK, z, arp(C, vid=20)) + rec(P_ACCESS20, z, arp(A))
+        + rec(P_TRUNK, z, bytes(Ether(src=C, dst=A) / Dot1Q(vlan=20)
+                                / IP(src="10.0.0.3", dst="10.0.0.1")
+                                / TCP(sport=40000, dport=80, flags="S")))
+        + rec(P_ACCESS20, z, bytes(Ether(src=A, dst=C) / IP(src="10.0.0.1", dst="10.0.0.3")
+                                   / TCP(sport=80, dport=40000, flags="SA")))
+        + rec(P_ACCESS20, z, bytes(Ether(src=A, dst=C) / IP(src="10.0.0.1", dst="10.0.0.3")
+                                   / TCP(sport=81, dport=40000, flags="SA"))))
+    # The many-rule ACL of the MTU port: UDP to its port 7 (denied), to 8,
+    # and a fragment, from rule addresses 10.1.x and fd00::5.
+    s["acl_many_rules"] = b"".join(
+        rec(P_ACCESS10_MRG, z, bytes(Ether(src=A, dst=BCAST) / ip / UDP(sport=5, dport=dp)))
+        for ip, dp in ((IP(src="10.1.0.1", dst="10.0.0.4"), 7),
+                       (IP(src="10.1.0.1", dst="10.0.0.4"), 8),
+                       (IP(src="10.2.0.1", dst="10.0.0.4", frag=4), 7),
+                       (IPv6(src="fd00::5", dst="fd00::4"), 700)))
+    # Bandwidth limits: a burst past the access-20 port's out bucket.
+    s["qos_burst"] = b"".join(
+        rec(P_ACCESS20, z, bytes(Ether(src=A, dst=BCAST) / IP() / UDP() / Raw(bytes(1200))), 0)
+        for _ in range(12)) + rec(P_ACCESS20, z, arp(A), POLL | 0x10)
     return s
 
 
