@@ -40,6 +40,8 @@ def _port_row(pc: PortConfig, link: str, queues: int, offload: dict[str, bool],
         **{k: counters[k] for k in _NO_TRAFFIC},
         "drops": sum(drops.values()),
         "drops_by_reason": {k: v for k, v in drops.items() if v},
+        "acls": list(pc.acls), "acl_default": pc.acl_default,
+        "max_bandwidth_out": pc.max_bandwidth_out, "max_bandwidth_in": pc.max_bandwidth_in,
         **(NO_RX_RING if rx_ring is None else rx_ring.to_json()),
     }
 

@@ -232,6 +232,20 @@ def test_a_thousand_rules_load_and_publish_in_under_a_second(daemon, netns):
     [report] = d.ctl("acl", "show", "--port", "a")
     assert len(report["rules"]) == 1001
 
+    # A bad rule refuses the whole reload, naming it; the policy stays.
+    bad = dict(many[0], name="bad", weight=5, remote_ip="10.0.0.300/8")
+    d.write_config(acls={"big": [ARP, *many, bad]})
+    r = d.ctl_raw("reload")
+    assert r.returncode == 1
+    assert 'acls.big.rules[1001].remote_ip: "10.0.0.300/8" is not an address or CIDR' \
+        in r.stderr
+    assert len(d.ctl("acl", "show", "--port", "a")[0]["rules"]) == 1001
+
+    # Limits change live with port set.
+    d.ctl("port", "set", "a", "max_bandwidth_out=100Mbit", "max_burst=256KiB")
+    [report] = d.ctl("acl", "show", "--port", "a")
+    assert (report["max_bandwidth_out"], report["max_burst"]) == ("100Mbit", 262144)
+
 
 def test_counters_move_in_acl_show_and_prometheus(daemon, netns):
     metrics = f"127.0.0.1:{free_port()}"

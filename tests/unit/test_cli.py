@@ -419,3 +419,36 @@ def test_unexpected_result_shape_falls_back_to_pretty_json(command: str, result:
 def test_message_result_of_unknown_command_prints_the_message() -> None:
     assert cli.format_result("new/command", {"message": "done"}) == "done"
     assert cli.format_result("new/command", None) == ""
+
+
+def test_acl_show_lists_rules_in_evaluation_order_then_the_defaults():
+    from vswitchd.acl_format import format_acl_show
+    result = [{
+        "port": "vm1", "sessions": 2, "max_bandwidth_out": "500Mbit", "max_bandwidth_in": None,
+        "max_burst": 625000,
+        "default": {"action": "allow", "in": {"packets": 0, "bytes": 0},
+                    "out": {"packets": 5, "bytes": 300}},
+        "rules": [
+            {"acl": "web", "rule": "ssh-in", "weight": 200, "direction": "in",
+             "action": "allow", "stateful": False,
+             "match": "remote_ip=10.0.0.0/8 protocol=tcp local_port=22",
+             "packets": 12, "bytes": 1480},
+            {"acl": "web", "rule": "out-tcp", "weight": 100, "direction": "out",
+             "action": "allow", "stateful": True, "match": "protocol=tcp",
+             "packets": 3, "bytes": 222},
+        ]}]
+    assert format_acl_show(result) == """\
+port vm1: default allow, 2 sessions, max_bandwidth_out 500Mbit, max_burst 625000
+  WEIGHT  RULE         DIR  ACTION          MATCH                                            PACKETS  BYTES
+  200     web.ssh-in   in   allow           remote_ip=10.0.0.0/8 protocol=tcp local_port=22  12       1480
+  100     web.out-tcp  out  allow stateful  protocol=tcp                                     3        222
+  -       (default)    in   allow           no rule matched                                  0        0
+  -       (default)    out  allow           no rule matched                                  5        300"""  # noqa: E501
+
+
+def test_acl_commands_parse_their_port_filter():
+    parser = cli.build_parser()
+    for sub in ("show", "sessions", "flush"):
+        ns = parser.parse_args(["acl", sub, "--port", "vm1"])
+        assert (ns.command, ns.build_args(ns)) == (f"acl/{sub}", {"port": "vm1"})
+    assert cli.format_result("acl/flush", {"flushed": 3}) == "flushed 3 sessions"
