@@ -9,5 +9,8 @@
 #include "vs_mac_table.h"
 #include "vs_switch.h"
 #include "vs_ring.h"
+#include "vs_mirror.h"
+#include "vs_capture.h"
+#include "vs_trace.h"
 
 #endif /* vs_api.h */

@@ -43,7 +43,8 @@
     X(DROP_ROUTER_GUARD, "router_guard", "Router advertisement or redirect from a port with router_guard") \
     X(DROP_STORM_BROADCAST, "storm_broadcast", "Broadcast beyond the port's broadcast_pps") \
     X(DROP_STORM_MULTICAST, "storm_multicast", "Multicast beyond the port's multicast_pps") \
-    X(DROP_STORM_UNKNOWN_UNICAST, "storm_unknown_unicast", "Unknown unicast beyond the port's unknown_unicast_pps")
+    X(DROP_STORM_UNKNOWN_UNICAST, "storm_unknown_unicast", "Unknown unicast beyond the port's unknown_unicast_pps") \
+    X(DROP_MIRROR_OUTPUT, "mirror_output", "Sent by a mirror output port, which only receives copies")
 
 #define VS_COUNTER_ENUM(ENUM, NAME, HELP) VS_C_##ENUM,
 enum vs_counter {

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vs_mirror.h"
 #include "vs_vlan.h"
 #include "vs_worker.h"
 
@@ -39,6 +40,7 @@ vs_config_free(struct vs_config *cfg)
     for (uint32_t w = 0; w < VS_MAX_WORKERS; w++) {
         free(cfg->rxqs[w]);
     }
+    vs_mirror_set_free(cfg->mirrors);
     free(cfg);
 }
 
