@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from vswitchd import observe_cli
 from vswitchd.errors import VswitchError
 from vswitchd.protocol import (
     DEFAULT_SOCKET,
@@ -237,6 +238,7 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
     "workers": format_workers,
     "stats": format_stats,
     "list-commands": format_commands,
+    **observe_cli.FORMATTERS,
 }
 
 
@@ -352,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", metavar="P", help="only port P")
     _leaf(sub, "rebalance", "rebalance", "redistribute rx queues across workers")
     _leaf(sub, "list-commands", "list-commands", "list the daemon's commands")
+    observe_cli.add_parsers(sub, _leaf)
     return parser
 
 
@@ -362,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage error (2), already printed
         return e.code if isinstance(e.code, int) else 2
     path = ns.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
+    if ns.command == "capture":
+        return observe_cli.run_capture(path, ns)
     try:
         result = call(path, ns.command, ns.build_args(ns), ns.timeout)
     except VswitchError as e:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from vswitchd import reports
+from vswitchd import observe_commands, reports
 from vswitchd.control import ControlServer
 from vswitchd.errors import VswitchError
 from vswitchd.switch import VSwitch
@@ -76,3 +76,4 @@ def register(server: ControlServer, switch: VSwitch,
                     "Reassign rx queues to workers by their measured load now")
     server.register("stats", lambda a: reports.stats(switch, _str(a, "port")), "[--port P]",
                     "Show every counter and drop reason per port, and MAC table events")
+    observe_commands.register(server, switch)

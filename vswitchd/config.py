@@ -51,6 +51,7 @@ from vswitchd.config_values import (
     split_listen,
 )
 from vswitchd.errors import ConfigError
+from vswitchd.mirror_config import MirrorConfig, check_ports_kept, parse_mirrors
 
 ALL_VLANS: tuple[tuple[int, int], ...] = ((VLAN_MIN, VLAN_MAX),)
 PORT_TYPES = ("tap", "netdev")
@@ -62,7 +63,7 @@ RESTART_FIELDS = ("workers", "cpus", "mac_table_size")
 # PortConfig fields that can only change by closing and reopening the port.
 RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring")
 
-_SECTIONS = ("switch", "management", "metrics", "ports")
+_SECTIONS = ("switch", "management", "metrics", "ports", "mirrors")
 _SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign",
                 "rebalance_interval_s", "rebalance_load_threshold", "rebalance_improvement",
                 "rebalance_sample_s", "busy_poll_us")
@@ -242,10 +243,14 @@ class Config:
     management: ManagementConfig = field(default_factory=ManagementConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     ports: Mapping[str, PortConfig] = field(default_factory=Ports)
+    # [mirrors.NAME] (vswitchd/mirror_config.py), as sorted (name, mirror) pairs.
+    mirrors: tuple[tuple[str, MirrorConfig], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.ports, Ports):  # accept a plain dict, keep the value hashable
             object.__setattr__(self, "ports", Ports(self.ports))
+        if isinstance(self.mirrors, Mapping):
+            object.__setattr__(self, "mirrors", tuple(sorted(self.mirrors.items())))
 
     def to_dict(self) -> dict[str, Any]:
         """The whole config as TOML-shaped data: from_dict(cfg.to_dict()) == cfg."""
@@ -261,6 +266,8 @@ class Config:
                            "socket_group": mgmt.socket_group or ""},
             "metrics": {"listen": self.metrics.listen},
             "ports": {name: port.to_dict() for name, port in self.ports.items()},
+            **({"mirrors": {name: m.to_dict() for name, m in self.mirrors}}
+               if self.mirrors else {}),
         }
 
 
@@ -275,6 +282,7 @@ class ConfigDiff:
     switch_changed: tuple[str, ...] = ()  # [switch] field names, in field order
     management_changed: bool = False
     metrics_changed: bool = False
+    mirrors_changed: bool = False
 
     @property
     def restart_required(self) -> tuple[str, ...]:
@@ -291,7 +299,8 @@ class ConfigDiff:
     @property
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed or self.switch_changed
-                    or self.management_changed or self.metrics_changed)
+                    or self.management_changed or self.metrics_changed
+                    or self.mirrors_changed)
 
 
 # --- Loading -------------------------------------------------------------------
@@ -335,6 +344,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         management=_parse_management(data.get("management", {})),
         metrics=_parse_metrics(data.get("metrics", {})),
         ports=Ports(ports.values()),
+        mirrors=tuple(parse_mirrors(data.get("mirrors", {}), ports).items()),
     )
 
 
@@ -453,7 +463,9 @@ def with_port(cfg: Config, port: PortConfig) -> Config:
 def without_port(cfg: Config, name: str) -> Config:
     if name not in cfg.ports:
         raise err(f"ports.{name}", "no such port")
-    return dataclasses.replace(cfg, ports=Ports(p for p in cfg.ports.values() if p.name != name))
+    ports = Ports(p for p in cfg.ports.values() if p.name != name)
+    check_ports_kept(dict(cfg.mirrors), ports)
+    return dataclasses.replace(cfg, ports=ports)
 
 
 def __getattr__(name: str) -> Any:
@@ -486,6 +498,7 @@ def diff(old: Config, new: Config) -> ConfigDiff:
         switch_changed=changed_fields(old.switch, new.switch),
         management_changed=old.management != new.management,
         metrics_changed=old.metrics != new.metrics,
+        mirrors_changed=old.mirrors != new.mirrors,
     )
 
 

@@ -28,6 +28,8 @@ from vswitchd import fdstore, port_args, rebalance, ringstats
 from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import MAX_PORTS, PortParams, Switch
+from vswitchd.fastpath_observe import Capture
+from vswitchd.mirrors import MirrorTable
 from vswitchd.ports import LinkMonitor, NetdevPort, PortIO, TapPort, in_netns, netns_exists
 from vswitchd.ports.base import Rtnl
 from vswitchd.rxq import RxqKey, assign, by_worker
@@ -99,6 +101,10 @@ class VSwitch:
         self._last_rebalance = time.monotonic()
         self.rebalances = 0
         self._lock = asyncio.Lock()
+        # Observation (issue 11): mirror slots, and the live captures every
+        # snapshot carries (vswitchd/capture.py adds and removes them).
+        self.mirrors = MirrorTable()
+        self.captures: list[Capture] = []
 
     @property
     def fast(self) -> Switch:
@@ -206,9 +212,14 @@ class VSwitch:
         # The management socket in use stays what it is until a restart, so
         # the running config keeps saying so (and the next reload warns again).
         self.config = Config(switch=switch_cfg, management=self.config.management,
-                             metrics=new.metrics, ports=new.ports)
+                             metrics=new.metrics, ports=new.ports, mirrors=new.mirrors)
         self.fast.set_busy_poll(switch_cfg.busy_poll_us)
         self._publish()
+        if diff.mirrors_changed:
+            # A new output port is reserved: what it had learned must go.
+            for _, m in new.mirrors:
+                if m.output_port in self.ports:
+                    self.fast.macs.flush(port=self.ports[m.output_port].id)
         self.generation += 1
         log.info("config generation %d: +%s -%s ~%s", self.generation,
                  ",".join(diff.added) or "0", ",".join(diff.removed) or "0",
@@ -370,7 +381,22 @@ class VSwitch:
         ids = {p.cfg.name: p.id for p in ports}
         rxqs = {w: [(ids[name], q) for name, q in keys]
                 for w, keys in by_worker(self.rxq).items()}
-        self.fast.publish([p.params() for p in ports], rxqs)
+        self.fast.publish([p.params() for p in ports], rxqs,
+                          mirrors=self.mirrors.params(self.fast, self.config.mirrors, ids),
+                          captures=self.captures)
+
+    # Captures (vswitchd/capture.py): a capture is in every snapshot from
+    # add_capture() until remove_capture() returns; only then may it be freed.
+
+    def add_capture(self, cap: Capture) -> None:
+        self.captures.append(cap)
+        self._publish()
+
+    def remove_capture(self, cap: Capture) -> None:
+        if cap in self.captures:
+            self.captures.remove(cap)
+            if self._fast is not None:
+                self._publish()
 
     # Timers.
 
