@@ -12,6 +12,7 @@ from pathlib import Path
 from tests.e2e.daemon_fixture import RunningDaemon
 from tests.e2e.nsnet import Capture, addr, mac_of, ping, ping_loss, run, send_frames
 from tests.frames import BROADCAST, eth, parse_vlan
+from tests.listeners import free_port
 
 Factory = Callable[..., RunningDaemon]
 
@@ -67,7 +68,7 @@ def test_mirror_copies_vm1_both_ways_to_ids_and_ids_sends_nowhere(
         daemon: Factory, netns, tmp_path) -> None:
     a, b, c, t = netns(), netns(), netns(), netns()
     d = daemon({"vm1": tap(a, vlan=10), "vm2": tap(b, vlan=10), "ids": tap(c, vlan=10),
-                "t": tap(t, mode="trunk", vlans="1-100")})
+                "t": tap(t, mode="trunk", vlans="1-100")}, metrics=f"127.0.0.1:{free_port()}")
     d.wait_ports_up("vm1", "vm2", "ids", "t")
     addr(a, ifn(a), "10.78.0.1/24")
     addr(b, ifn(b), "10.78.0.2/24")
@@ -109,6 +110,9 @@ def test_mirror_copies_vm1_both_ways_to_ids_and_ids_sends_nowhere(
     assert d.port("ids")["drops_by_reason"].get("mirror_output", 0) >= 5
     shown = d.ctl("mirror", "show")[0]
     assert shown["packets"] >= 7 and shown["dropped"] == 0
+    scraped = d.scrape().decode()
+    assert 'vswitchd_mirror_dropped_packets_total{mirror="span1"} 0.0' in scraped
+    assert f'vswitchd_mirror_packets_total{{mirror="span1"}} {float(shown["packets"])}' in scraped
 
     # Removed by reload: ids sees nothing more.
     set_mirrors(d, "")
