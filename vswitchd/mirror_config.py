@@ -69,8 +69,9 @@ def parse_mirror(name: str, table: object, ports: Mapping[str, Any]) -> MirrorCo
     out = t["output_port"]
     if not isinstance(out, str) or out not in ports:
         raise err(f"{base}.output_port", f"{show(out)} is not a configured port")
-    src = get_key(t, base, "select_src_ports", (), lambda v, k: _names(v, k, ports))
-    dst = get_key(t, base, "select_dst_ports", (), lambda v, k: _names(v, k, ports))
+    none: tuple[str, ...] = ()
+    src = get_key(t, base, "select_src_ports", none, lambda v, k: _names(v, k, ports))
+    dst = get_key(t, base, "select_dst_ports", none, lambda v, k: _names(v, k, ports))
     if not src and not dst:
         raise err(base, "selects nothing (give select_src_ports or select_dst_ports)")
     return MirrorConfig(
