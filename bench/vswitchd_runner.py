@@ -115,6 +115,20 @@ class VswitchdInstance:
         return run([sys.executable, "-m", "vswitchd.cli", "--socket", str(self.socket),
                     "--timeout", "5", *args], 15, check=False, cwd=self.code).stdout
 
+    def capture(self, port: str) -> Managed:
+        """Starts `vswitchctl capture PORT -w /dev/null`; stopping it (SIGTERM
+        closes its connection) ends the capture."""
+        cap = Managed("capture", [sys.executable, "-m", "vswitchd.cli", "--socket",
+                                  str(self.socket), "capture", port, "-w", "/dev/null"],
+                      log_path=self.dir / f"capture-{port}.log", cwd=self.code)
+        deadline = time.monotonic() + 10
+        while "capture on " not in (self.dir / "vswitchd.log").read_text(errors="replace"):
+            if not cap.alive() or time.monotonic() > deadline:
+                cap.stop()
+                raise BenchError(f"capture on {port} did not start: {cap.log_tail()}")
+            time.sleep(0.1)
+        return cap
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop(grace_s=15)

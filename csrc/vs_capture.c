@@ -264,6 +264,7 @@ vs_config_add_capture(struct vs_config *cfg, struct vs_capture *c)
         return ENOSPC;
     }
     cfg->captures[cfg->n_captures++] = c;
+    cfg->capture_ports[c->port_id >> 6] |= 1ull << (c->port_id & 63);
     return 0;
 }
 

@@ -26,7 +26,7 @@
  * frees it only after publishing a config without it.
  *
  * Cost: with no capture in the config, nothing (the burst's one observe
- * test); with one, a test of its port per frame of the burst.
+ * test); with one, a bit test of the port per frame (vs_capture_on()).
  */
 #ifndef VS_CAPTURE_H
 #define VS_CAPTURE_H 1
@@ -89,6 +89,10 @@ int vs_bpf_check(const struct vs_bpf_insn *prog, uint32_t n_insns);
 
 /* Inside the pipeline (only when the config has captures). */
 struct vs_ctx;
+
+/* Whether some capture of 'cfg' is on port 'id': one bit test per frame. */
+#define vs_capture_on(CFG, ID) \
+    (((CFG)->capture_ports[(ID) >> 6] >> ((ID) & 63)) & 1)
 void vs_capture_frame(struct vs_ctx *, uint32_t port_id, uint32_t dir, int reason,
                       const uint8_t *a, uint32_t a_len,
                       const uint8_t *b, uint32_t b_len);

@@ -51,7 +51,7 @@ drop(struct vs_ctx *ctx, struct vs_pkt *pkt, uint32_t port_id, int reason)
     if (__builtin_expect(ctx->observe, 0)) {
         if (ctx->trace) {
             vs_trace_drop(ctx, port_id, reason);
-        } else if (ctx->cfg->n_captures) {
+        } else if (vs_capture_on(ctx->cfg, port_id)) {
             vs_capture_frame(ctx, port_id, VS_CAP_DROPS, reason, pkt->data,
                              pkt->len, NULL, 0);
         }
@@ -308,7 +308,7 @@ observe_tx(struct vs_ctx *ctx, const struct vs_port *port, const struct vs_pkt *
     if (cfg->mirrors) {
         vs_mirror_tx(ctx, cfg, port, pkt, vh, l2, l2_len);
     }
-    if (cfg->n_captures) {
+    if (vs_capture_on(cfg, port->p.id)) {
         vs_capture_frame(ctx, port->p.id, VS_CAP_TX, -1, l2, l2_len,
                          pkt->data + pkt->inner_off, pkt->len - pkt->inner_off);
     }
@@ -562,7 +562,7 @@ vs_forward_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
         struct vs_pkt *pkt = &ctx->pkts[i];
         bytes += pkt->len;
         pkt->dropped = 0;
-        if (__builtin_expect(ctx->observe, 0) && cfg->n_captures) {
+        if (__builtin_expect(ctx->observe, 0) && vs_capture_on(cfg, in_id)) {
             vs_capture_frame(ctx, in_id, VS_CAP_RX, -1, pkt->data, pkt->len, NULL, 0);
         }
         int r = classify(ctx, cfg, in, pkt, now_s);

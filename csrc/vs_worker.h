@@ -58,6 +58,7 @@ struct vs_config {
     struct vs_mirror_set *mirrors;
     struct vs_capture *captures[VS_MAX_CAPTURES];
     uint32_t n_captures;
+    uint64_t capture_ports[VS_MAX_PORTS / 64];  /* bit p: some capture is on port p */
 };
 
 /* One frame of a burst, as the pipeline sees it. */
