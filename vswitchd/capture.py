@@ -113,6 +113,9 @@ async def serve(switch: VSwitch, request_id: Any, args: dict[str, Any],
                             + pcapng.interface_description(req.port, snaplen,
                                                            f"vswitchd port {req.port}")))
         while not gone.done() and not writer.is_closing():
+            if switch.ports.get(req.port) is not port:
+                log.info("capture on %s: the port is gone", req.port)
+                break
             if not req.count or frames < req.count:
                 if writer.transport.get_write_buffer_size() < HIGH_WATER:
                     got = cap.read()

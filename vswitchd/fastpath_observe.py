@@ -125,6 +125,7 @@ class Capture:
     """
 
     _READ_BYTES = 1 << 20
+    _READS_PER_CALL = 4
 
     def __init__(self, switch: Switch, port_id: int, dirs: int, snaplen: int = 0,
                  prog: Sequence[BpfInsn] = ()) -> None:
@@ -142,12 +143,13 @@ class Capture:
         return self._c
 
     def read(self) -> list[CapturedFrame]:
-        """Takes every frame the rings hold.  One reader at a time."""
+        """Takes the frames the rings hold, up to a few MiB (a busy port
+        must not keep the caller here forever).  One reader at a time."""
         out: list[CapturedFrame] = []
-        while True:
+        for _ in range(self._READS_PER_CALL):
             n = int(lib.vs_capture_read(self.c_capture, self._buf, self._READ_BYTES))
             if not n:
-                return out
+                break
             raw = ffi.buffer(self._buf, n)[:]
             off = 0
             while off < n:
@@ -156,6 +158,7 @@ class Capture:
                 out.append(CapturedFrame(port, _DIRECTIONS.get(d, "rx"), ts, wire, data,
                                          COUNTER_NAMES[reason] if reason >= 0 else None))
                 off += rec_len
+        return out
 
     def stats(self) -> CaptureStats:
         s = ffi.new("struct vs_capture_stats *")
