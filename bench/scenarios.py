@@ -166,7 +166,8 @@ def _vswitchd(cfg: Config, topo: Topology, stack: contextlib.ExitStack,
         letter = LETTERS[cfg.hosts]
         ns = topo.add_netns(letter)
         tap = topo.name(f"t{letter}")
-        ports.append(PortSpec(name="captured", type="tap", ifname=tap, netns=ns))
+        # On a VLAN of its own: no flood of the measured traffic reaches it.
+        ports.append(PortSpec(name="captured", type="tap", ifname=tap, netns=ns, vlan=2))
         topo.track_ns_link(ns, tap)
     # A veth has carrier only once both ends are up, and vswitchd reports a
     # netdev port's link as it is: address the hosts first on veth.  TAPs

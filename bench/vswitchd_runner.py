@@ -47,6 +47,7 @@ class PortSpec:
     ifname: str
     netns: str | None = None  # tap only
     offload: bool = True      # csum and tso together
+    vlan: int | None = None   # access VLAN (default: the switch's, 1)
 
 
 def render_config(ports: list[PortSpec], workers: int, socket: Path) -> str:
@@ -58,6 +59,8 @@ def render_config(ports: list[PortSpec], workers: int, socket: Path) -> str:
         lines += [f"[ports.{p.name}]", f'type = "{p.type}"', f'ifname = "{p.ifname}"']
         if p.netns:
             lines.append(f'netns = "{p.netns}"')
+        if p.vlan is not None:
+            lines.append(f"vlan = {p.vlan}")
         flag = "true" if p.offload else "false"
         lines += [f"offload = {{ csum = {flag}, tso = {flag} }}", ""]
     return "\n".join(lines)

@@ -79,13 +79,19 @@ vs_trace_vlan(struct vs_ctx *ctx, const struct vs_port *in, int tagged,
             vs_trace_printf(ctx, VS_TRACE_VLAN, "access port VLAN %u, %s -> VLAN %u",
                             in->p.access_vlan, got, vlan);
         }
-    } else if (error) {
-        vs_trace_printf(ctx, VS_TRACE_VLAN, "trunk port (native VLAN %u), %s: refused",
-                        in->p.native_vlan, got);
     } else {
-        vs_trace_printf(ctx, VS_TRACE_VLAN, "trunk port (native VLAN %u), %s -> VLAN %u%s",
-                        in->p.native_vlan, got, vlan,
-                        tagged && vid ? " (allowed)" : " (native)");
+        char native[32];
+        if (in->p.native_vlan) {
+            snprintf(native, sizeof native, "native VLAN %u", in->p.native_vlan);
+        } else {
+            snprintf(native, sizeof native, "no native VLAN");
+        }
+        if (error) {
+            vs_trace_printf(ctx, VS_TRACE_VLAN, "trunk port (%s), %s: refused", native, got);
+        } else {
+            vs_trace_printf(ctx, VS_TRACE_VLAN, "trunk port (%s), %s -> VLAN %u%s", native,
+                            got, vlan, tagged && vid ? " (allowed)" : " (native)");
+        }
     }
 }
 

@@ -48,6 +48,10 @@ class MirrorTable:
                 vlans=m.select_vlans, snaplen=m.snaplen))
         return out
 
+    def names(self) -> dict[int, str]:
+        """Slot -> mirror name, for trace notes."""
+        return {slot: name for name, slot in self._slots.items()}
+
     def stats(self, fast: Switch, name: str) -> MirrorStats:
         slot = self._slots.get(name)
         if slot is None:

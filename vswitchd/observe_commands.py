@@ -35,7 +35,7 @@ def _trace(switch: VSwitch, a: dict[str, Any]) -> dict[str, Any]:
             raise VswitchError("flow: a flow such as dl_dst=...,ip is required")
         frame = trace.build_frame(trace.parse_flow(flow))
     names = {p.id: n for n, p in switch.ports.items()}
-    result = trace.run(switch.fast, port.id, names, frame)
+    result = trace.run(switch.fast, port.id, names, frame, switch.mirrors.names())
     if flow is not None:
         result["flow"] = flow
     return result

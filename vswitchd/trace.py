@@ -168,13 +168,18 @@ def parse_hex(text: str) -> bytes:
     return frame
 
 
-def run(fast: Switch, port_id: int, names: Mapping[int, str], frame: bytes) -> dict[str, Any]:
-    """Traces ``frame`` on port ``port_id``; the `trace` command's reply."""
+def run(fast: Switch, port_id: int, names: Mapping[int, str], frame: bytes,
+        mirror_names: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """Traces ``frame`` on port ``port_id``; the `trace` command's reply.
+    ``names`` and ``mirror_names`` turn the C ids in the notes into names."""
     t: TraceResult = trace(fast, port_id, frame, now_s=int(time.monotonic()))
+    mirrors = mirror_names or {}
 
     def named(text: str) -> str:
-        return re.sub(r"\bport (\d+)\b",
+        text = re.sub(r"\bport (\d+)\b",
                       lambda m: f"port {names.get(int(m.group(1)), m.group(1))}", text)
+        return re.sub(r"\bmirror (\d+)\b",
+                      lambda m: f"mirror {mirrors.get(int(m.group(1)), m.group(1))}", text)
 
     egress = [names.get(p, str(p)) for p, _ in t.egress]
     drops = [{"port": names.get(p, str(p)), "reason": r} for p, r in t.drops]
