@@ -169,10 +169,11 @@ def parse_hex(text: str) -> bytes:
 
 
 def run(fast: Switch, port_id: int, names: Mapping[int, str], frame: bytes,
-        mirror_names: Mapping[int, str] | None = None) -> dict[str, Any]:
-    """Traces ``frame`` on port ``port_id``; the `trace` command's reply.
-    ``names`` and ``mirror_names`` turn the C ids in the notes into names."""
-    t: TraceResult = trace(fast, port_id, frame, now_s=int(time.monotonic()))
+        mirror_names: Mapping[int, str] | None = None, vnet: bytes = b"") -> dict[str, Any]:
+    """Traces ``frame`` (virtio-net header ``vnet``, none by default) on port
+    ``port_id``; the `trace` command's reply.  ``names`` and
+    ``mirror_names`` turn the C ids in the notes into names."""
+    t: TraceResult = trace(fast, port_id, frame, vnet, now_s=int(time.monotonic()))
     mirrors = mirror_names or {}
 
     def named(text: str) -> str:
@@ -182,11 +183,14 @@ def run(fast: Switch, port_id: int, names: Mapping[int, str], frame: bytes,
                       lambda m: f"mirror {mirrors.get(int(m.group(1)), m.group(1))}", text)
 
     egress = [names.get(p, str(p)) for p, _ in t.egress]
+    stages = [{"stage": s, "detail": named(d)} for s, d in t.notes]
+    stages += [{"stage": "offload", "detail": f"port {names.get(p, p)}: segmented into {n} "
+                                              "frames"} for p, n in t.egress if n > 1]
     drops = [{"port": names.get(p, str(p)), "reason": r} for p, r in t.drops]
     drop_reason = t.drop_reason or (drops[0]["reason"] if drops and not egress else None)
     return {
         "port": names.get(port_id, str(port_id)), "frame": frame.hex(), "length": len(frame),
-        "stages": [{"stage": s, "detail": named(d)} for s, d in t.notes],
+        "stages": stages,
         "egress_ports": egress,
         "egress_frames": {names.get(p, str(p)): n for p, n in t.egress},
         "drops": drops,

@@ -126,3 +126,22 @@ def test_trace_of_an_unknown_port_is_refused(h):
     _ports(h)
     with pytest.raises(Exception, match="trace on port 9"):
         trace(h.switch, 9, eth(BROADCAST, mac(1)))
+
+
+def test_trace_of_a_super_frame_says_how_each_port_takes_it(h):
+    from tests.unit.test_forwarding_offloads import VNET_LEN, super_frame, vnet_bytes
+    from vswitchd.trace import run
+
+    h.add(10, vnet_hdr_len=VNET_LEN, offload_csum=True, offload_tso=True, mtu=1500)
+    h.add(11, vnet_hdr_len=VNET_LEN, offload_csum=True, offload_tso=False, mtu=1500)
+    h.add(12, vnet_hdr_len=VNET_LEN, offload_csum=True, offload_tso=True, mtu=1400)
+    sf = super_frame(paylen=5000)
+    t = trace(h.switch, 10, sf.raw, vnet_bytes(sf.vh), now_s=h.now)
+    assert ("offload", "port 11 has no TSO: super-frame (gso_size 1448) segmented in "
+            "software") in t.notes
+    assert dict(t.egress) == {11: 4}
+    assert t.drops == ((12, "oversize"),)
+    reply = run(h.switch, 10, {10: "a", 11: "b", 12: "c"}, sf.raw, vnet=vnet_bytes(sf.vh))
+    assert reply["verdict"] == "forwarded" and reply["egress_ports"] == ["b"]
+    assert {"stage": "offload", "detail": "port b: segmented into 4 frames"} in reply["stages"]
+    assert reply["drops"] == [{"port": "c", "reason": "oversize"}]
