@@ -14,7 +14,9 @@ POLL_S while the client's socket buffer has room; a client that stops
 reading lets the rings fill, and the workers drop (and count) copies.  A
 client that goes away (EOF, Ctrl-C, a closed pipe) ends the capture, as
 does reaching ``count`` frames.  The capture leaves the snapshot before its
-rings are freed.
+rings are freed.  What a stalled client has not read by the end (or by
+shutdown) is thrown away with the connection, so it never holds the
+daemon.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.02
 HIGH_WATER = 1 << 20            # bytes queued to a client before we stop draining
+END_DRAIN_S = 5.0               # how long the end of a capture waits for its client
 DEFAULT_SNAPLEN = 262144
 DIRECTIONS = {"rx": CAP_RX, "tx": CAP_TX, "both": CAP_RX | CAP_TX}
 _FLAGS = {"rx": pcapng.INBOUND, "tx": pcapng.OUTBOUND, "drop": pcapng.INBOUND}
@@ -127,6 +130,11 @@ async def serve(switch: VSwitch, request_id: Any, args: dict[str, Any],
             if req.count and frames >= req.count:
                 break
             await asyncio.wait([gone], timeout=POLL_S)
+    except asyncio.CancelledError:
+        # Shutting down: what a stalled client has not read must not hold
+        # the connection's close (and the daemon's exit) forever.
+        writer.transport.abort()
+        raise
     finally:
         switch.remove_capture(cap)
         stats = cap.stats()
@@ -138,9 +146,12 @@ async def serve(switch: VSwitch, request_id: Any, args: dict[str, Any],
                  "%d filtered out", req.port, frames, stats.dropped, stats.filtered)
     totals = {"frames": frames, "captured": stats.captured, "dropped": stats.dropped,
               "filtered": stats.filtered}
-    with contextlib.suppress(ConnectionError, TimeoutError, OSError):
+    try:
         now = time.time_ns()
         writer.write(_chunk(pcapng.interface_statistics(0, now, stats.captured + stats.dropped,
                                                         stats.dropped, stats.captured)))
         writer.write(_chunk(b"") + json.dumps(totals).encode() + b"\n")
-        await asyncio.wait_for(writer.drain(), 5.0)
+        await asyncio.wait_for(writer.drain(), END_DRAIN_S)
+    except (ConnectionError, TimeoutError, OSError):
+        # A client that does not read its end in time (or is gone) loses it.
+        writer.transport.abort()

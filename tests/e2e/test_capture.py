@@ -152,3 +152,61 @@ def test_capture_of_an_unknown_port_or_a_bad_filter_is_one_clear_line(daemon: Fa
     r = d.ctl_raw("capture", "vm1", "--filter", "icmp and and", "-w", "-")
     assert r.returncode == 1
     assert r.stderr == "vswitchctl: --filter: can't parse filter expression: syntax error\n"
+
+
+def test_a_capture_client_that_never_reads_costs_copies_not_frames(daemon: Factory,
+                                                                  netns) -> None:
+    import socket as socketlib
+
+    from vswitchd.protocol import Request, encode_request
+
+    a, b = netns(), netns()
+    d = daemon({"vm1": tap(a, vlan=10), "vm2": tap(b, vlan=10)})
+    d.wait_ports_up("vm1", "vm2")
+    for ns in (a, b):
+        run(ns, "sysctl", "-qw", f"net.ipv6.conf.{ifn(ns)}.disable_ipv6=1")
+        run(ns, "ip", "link", "set", ifn(ns), "up")
+    stalled = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    stalled.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)
+    stalled.connect(d.socket)
+    stalled.sendall(encode_request(Request(1, "capture", {"port": "vm1"})))
+    d.wait_log("capture on vm1 started")
+    src = bytes.fromhex(mac_of(a, ifn(a)).replace(":", ""))
+    frames = [eth(BROADCAST, src, ethertype=0x88B5, payload=b"x" * 1400)] * 100
+    for _ in range(40):                     # 4000 frames of 1.4 KB: 5.6 MB, rings of 1 MiB
+        send_frames(a, ifn(a), frames)
+        time.sleep(0.005)
+    time.sleep(0.5)
+    vm1, vm2 = (d.port(n) for n in ("vm1", "vm2"))     # the daemon still answers
+    assert vm1["rx_packets"] >= 2000, vm1
+    assert vm1["drops"] == 0 and vm2["tx_packets"] >= vm1["rx_packets"], (vm1, vm2)
+    stalled.close()
+    d.wait_log("capture on vm1 ended")
+    ended = [line for line in d.log().splitlines() if "capture on vm1 ended" in line][-1]
+    dropped = int(ended.split(" frames written, ")[1].split(" dropped")[0])
+    assert dropped > 0, ended
+
+
+def test_the_daemon_stops_cleanly_under_a_stalled_capture_client(daemon: Factory,
+                                                                 netns) -> None:
+    import socket as socketlib
+
+    from vswitchd.protocol import Request, encode_request
+
+    a, b = netns(), netns()
+    d = daemon({"vm1": tap(a, vlan=10), "vm2": tap(b, vlan=10)})
+    d.wait_ports_up("vm1", "vm2")
+    stalled = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    stalled.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)
+    stalled.connect(d.socket)
+    stalled.sendall(encode_request(Request(1, "capture", {"port": "vm1"})))
+    d.wait_log("capture on vm1 started")
+    src = bytes.fromhex(mac_of(a, ifn(a)).replace(":", ""))
+    for _ in range(20):
+        send_frames(a, ifn(a), [eth(BROADCAST, src, ethertype=0x88B5, payload=b"y" * 1400)] * 50)
+    t0 = time.monotonic()
+    try:
+        assert d.stop() == 0, d.log()
+    finally:
+        stalled.close()
+    assert time.monotonic() - t0 < 10
