@@ -13,8 +13,9 @@ BENCH_ARGS ?=
 PREFIX ?= /opt/vswitchd
 
 # Tools the tests and benchmarks drive for real.
+# libpcap0.8: `vswitchctl capture --filter` compiles filters with libpcap (ctypes).
 APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc clang \
-                libclang-rt-14-dev prometheus
+                libclang-rt-14-dev prometheus libpcap0.8
 APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool
 
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/cdef/*.h) csrc/build_fastpath.py

@@ -33,6 +33,9 @@ class Config:
     ovs_match: str | None = None     # the Open vSwitch row this one is compared with
     bridge_match: str = "bridge"     # the Linux bridge row this one is compared with
     quick: bool = False              # part of --quick
+    # vswitchd only: a capture (`vswitchctl capture`) runs all along on one
+    # more port, which carries no traffic: the cost an idle capture adds.
+    capture: bool = False
 
 
 CONFIGS: tuple[Config, ...] = (
@@ -42,6 +45,8 @@ CONFIGS: tuple[Config, ...] = (
     Config("ovs-veth-tso", "ovs", "veth", quick=True),
     Config("vsw-tap-w1", "vswitchd", "tap", workers=1, ovs_match="ovs-tap-tso", quick=True),
     Config("vsw-tap-w2", "vswitchd", "tap", workers=2, ovs_match="ovs-tap-tso"),
+    Config("vsw-tap-cap-w1", "vswitchd", "tap", workers=1, ovs_match="ovs-tap-tso",
+           capture=True),
     Config("vsw-tap-nooff-w1", "vswitchd", "tap-nooff", workers=1, ovs_match="ovs-tap"),
     Config("vsw-tap-nooff-w2", "vswitchd", "tap-nooff", workers=2, ovs_match="ovs-tap"),
     Config("vsw-netdev-w1", "vswitchd", "netdev", workers=1, ovs_match="ovs-veth-tso",
@@ -157,6 +162,13 @@ def _vswitchd(cfg: Config, topo: Topology, stack: contextlib.ExitStack,
                                   offload=cfg.ports != "tap-nooff"))
             topo.track_ns_link(ns, tap)
             ns_ifs.append((ns, tap))
+    if cfg.capture:
+        letter = LETTERS[cfg.hosts]
+        ns = topo.add_netns(letter)
+        tap = topo.name(f"t{letter}")
+        # On a VLAN of its own: no flood of the measured traffic reaches it.
+        ports.append(PortSpec(name="captured", type="tap", ifname=tap, netns=ns, vlan=2))
+        topo.track_ns_link(ns, tap)
     # A veth has carrier only once both ends are up, and vswitchd reports a
     # netdev port's link as it is: address the hosts first on veth.  TAPs
     # only exist once vswitchd has created them.
@@ -166,6 +178,9 @@ def _vswitchd(cfg: Config, topo: Topology, stack: contextlib.ExitStack,
     sw = VswitchdInstance(workdir / "vswitchd", ports, cfg.workers, code_dir)
     stack.callback(sw.stop)
     sw.start()
+    if cfg.capture:
+        capture = sw.capture("captured")
+        stack.callback(capture.stop)
     if not early:
         hosts = [topo.configure_host(i, ns, ifname) for i, (ns, ifname) in enumerate(ns_ifs)]
     return Setup(hosts, sw.pid, sw.dir / "vswitchd.log")

@@ -47,6 +47,7 @@ class PortSpec:
     ifname: str
     netns: str | None = None  # tap only
     offload: bool = True      # csum and tso together
+    vlan: int | None = None   # access VLAN (default: the switch's, 1)
 
 
 def render_config(ports: list[PortSpec], workers: int, socket: Path) -> str:
@@ -58,6 +59,8 @@ def render_config(ports: list[PortSpec], workers: int, socket: Path) -> str:
         lines += [f"[ports.{p.name}]", f'type = "{p.type}"', f'ifname = "{p.ifname}"']
         if p.netns:
             lines.append(f'netns = "{p.netns}"')
+        if p.vlan is not None:
+            lines.append(f"vlan = {p.vlan}")
         flag = "true" if p.offload else "false"
         lines += [f"offload = {{ csum = {flag}, tso = {flag} }}", ""]
     return "\n".join(lines)
@@ -114,6 +117,20 @@ class VswitchdInstance:
     def cli(self, *args: str) -> str:
         return run([sys.executable, "-m", "vswitchd.cli", "--socket", str(self.socket),
                     "--timeout", "5", *args], 15, check=False, cwd=self.code).stdout
+
+    def capture(self, port: str) -> Managed:
+        """Starts `vswitchctl capture PORT -w /dev/null`; stopping it (SIGTERM
+        closes its connection) ends the capture."""
+        cap = Managed("capture", [sys.executable, "-m", "vswitchd.cli", "--socket",
+                                  str(self.socket), "capture", port, "-w", "/dev/null"],
+                      log_path=self.dir / f"capture-{port}.log", cwd=self.code)
+        deadline = time.monotonic() + 10
+        while "capture on " not in (self.dir / "vswitchd.log").read_text(errors="replace"):
+            if not cap.alive() or time.monotonic() > deadline:
+                cap.stop()
+                raise BenchError(f"capture on {port} did not start: {cap.log_tail()}")
+            time.sleep(0.1)
+        return cap
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -11,5 +11,8 @@
 #include "vs_ring.h"
 #include "vs_acl.h"
 #include "vs_acl_sessions.h"
+#include "vs_mirror.h"
+#include "vs_capture.h"
+#include "vs_trace.h"
 
 #endif /* vs_api.h */

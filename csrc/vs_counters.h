@@ -53,7 +53,8 @@
     X(DROP_ACL_SESSIONS_FULL, "acl_sessions_full", "A stateful ACL rule could not open a session: the table is full") \
     X(DROP_ACL_UNPARSABLE, "acl_unparsable", "IP header cut short where an ACL deny rule needs its fields") \
     X(DROP_QOS_OUT, "qos_out", "From the VM beyond the port's max_bandwidth_out") \
-    X(DROP_QOS_IN, "qos_in", "Toward the VM beyond the port's max_bandwidth_in")
+    X(DROP_QOS_IN, "qos_in", "Toward the VM beyond the port's max_bandwidth_in") \
+    X(DROP_MIRROR_OUTPUT, "mirror_output", "Sent by a mirror output port, which only receives copies")
 
 #define VS_COUNTER_ENUM(ENUM, NAME, HELP) VS_C_##ENUM,
 enum vs_counter {

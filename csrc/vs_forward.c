@@ -21,6 +21,11 @@
  * reason.  Frames to packet-socket ports are queued in the worker's tx list
  * and sent with one sendmmsg() per port at the end of the burst; TAP queues
  * take one writev() per frame, their only interface.
+ *
+ * Observation (mirrors, captures, trace: vs_mirror.h, vs_capture.h,
+ * vs_trace.h) hangs off one flag, ctx->observe, set per burst; a trace
+ * context runs this same code with learning and transmission turned off
+ * where they happen (tests of ctx->trace) and notes each decision.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,19 +34,39 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "vs_capture.h"
 #include "vs_csum.h"
 #include "vs_gso.h"
 #include "vs_guard.h"
+#include "vs_mirror.h"
 #include "vs_policy.h"
 #include "vs_qos.h"
+#include "vs_trace.h"
 #include "vs_vlan.h"
 #include "vs_worker.h"
+
+/* Counts 'pkt' as not delivered to port 'port_id' for 'reason', for the
+ * counters, the trace and captures with --drops, without dropping it for
+ * its other destinations. */
+static void
+note_drop(struct vs_ctx *ctx, struct vs_pkt *pkt, uint32_t port_id, int reason)
+{
+    vs_count(ctx, port_id, reason, 1);
+    if (__builtin_expect(ctx->observe, 0)) {
+        if (ctx->trace) {
+            vs_trace_drop(ctx, port_id, reason);
+        } else if (vs_capture_on(ctx->cfg, port_id)) {
+            vs_capture_frame(ctx, port_id, VS_CAP_DROPS, reason, pkt->data,
+                             pkt->len, NULL, 0);
+        }
+    }
+}
 
 static void
 drop(struct vs_ctx *ctx, struct vs_pkt *pkt, uint32_t port_id, int reason)
 {
     pkt->dropped = 1;
-    vs_count(ctx, port_id, reason, 1);
+    note_drop(ctx, pkt, port_id, reason);
 }
 
 /* Writes the virtio-net header 'vh' into 'out' in the kernel's legacy
@@ -112,6 +137,10 @@ send_now(struct vs_ctx *ctx, struct vs_port *port, struct iovec *iov,
     int fd = port->p.fds[ctx->index % port->p.n_queues];
     ssize_t n;
 
+    if (ctx->trace) {
+        vs_trace_sent(ctx, port->p.id);
+        return;
+    }
     do {
         n = writev(fd, iov, iovcnt);
     } while (n < 0 && errno == EINTR);
@@ -265,6 +294,37 @@ gso_fits_mtu(struct vs_ctx *ctx, const struct vs_port *port,
     return 0;
 }
 
+/* What egress() does beyond sending when something observes: notes the
+ * frame's egress tagging and offloads (trace), copies it to the mirrors and
+ * captures that select 'port'.  'vh' and 'l2' ('l2_len' bytes up to the
+ * EtherType) are the frame's header on 'port'. */
+static void
+observe_tx(struct vs_ctx *ctx, const struct vs_port *port, const struct vs_pkt *pkt,
+           const struct vs_vnet_hdr *vh, const uint8_t *l2, uint32_t l2_len)
+{
+    const struct vs_config *cfg = ctx->cfg;
+
+    if (ctx->trace) {
+        const char *off = vs_vnet_hdr_is_gso(vh) ? "super-frame passed through (TSO)"
+                          : (vh->flags & VS_VNET_F_NEEDS_CSUM)
+                          ? "partial checksum passed through" : "none needed";
+        if (l2_len == 16) {
+            vs_trace_note(ctx, VS_TRACE_EGRESS, "port %u: tagged VLAN %u (pcp %u), "
+                          "offloads: %s", port->p.id, pkt->vlan, pkt->pcp, off);
+        } else {
+            vs_trace_note(ctx, VS_TRACE_EGRESS, "port %u: untagged, offloads: %s",
+                          port->p.id, off);
+        }
+    }
+    if (cfg->mirrors) {
+        vs_mirror_tx(ctx, cfg, port, pkt, vh, l2, l2_len);
+    }
+    if (vs_capture_on(cfg, port->p.id)) {
+        vs_capture_frame(ctx, port->p.id, VS_CAP_TX, -1, l2, l2_len,
+                         pkt->data + pkt->inner_off, pkt->len - pkt->inner_off);
+    }
+}
+
 /* Sends 'pkt' out of 'port' with the port's tagging and offloads. */
 static void
 egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
@@ -275,6 +335,9 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
         return;
     }
     if (gso && !port->p.offload_tso) {
+        vs_trace_note(ctx, VS_TRACE_OFFLOAD, "port %u has no TSO: super-frame "
+                      "(gso_size %u) segmented in software", port->p.id,
+                      pkt->vh.gso_size);
         egress_segmented(ctx, port, pkt);
         return;
     }
@@ -286,7 +349,7 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
 
     struct vs_tx_entry local;
     struct vs_tx_entry *e = &local;
-    if (port->p.kind == VS_PORT_PACKET) {
+    if (port->p.kind == VS_PORT_PACKET && !ctx->trace) {
         if (ctx->n_tx == VS_TX_PENDING) {
             vs_tx_flush(ctx);
         }
@@ -295,10 +358,13 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
 
     uint32_t hl = port->p.vnet_hdr_len;
     uint32_t l2_len = build_l2(port, pkt, e->hdr + hl);
+    struct vs_vnet_hdr vh = pkt->vh;
+    shift_vnet_hdr(&vh, (int) l2_len - (int) pkt->inner_off);
     if (hl) {
-        struct vs_vnet_hdr vh = pkt->vh;
-        shift_vnet_hdr(&vh, (int) l2_len - (int) pkt->inner_off);
         put_vnet_hdr(e->hdr, &vh, hl);
+    }
+    if (__builtin_expect(ctx->observe, 0)) {
+        observe_tx(ctx, port, pkt, &vh, e->hdr + hl, l2_len);
     }
     e->port = port;
     e->fd = port->p.fds[ctx->index % port->p.n_queues];
@@ -309,7 +375,7 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
     e->iov[1].iov_len = pkt->len - pkt->inner_off;
     e->iovcnt = 2;
 
-    if (port->p.kind != VS_PORT_PACKET) {
+    if (port->p.kind != VS_PORT_PACKET || ctx->trace) {
         send_now(ctx, port, e->iov, e->iovcnt, e->len);
     }
 }
@@ -333,6 +399,9 @@ settle_checksum(struct vs_ctx *ctx, struct vs_pkt *pkt, struct vs_port **dests,
             pkt->vh.flags = VS_VNET_F_DATA_VALID;
             pkt->vh.csum_start = pkt->vh.csum_offset = 0;
             vs_count(ctx, dests[i]->p.id, VS_C_CSUM_FILLED, 1);
+            vs_trace_note(ctx, VS_TRACE_OFFLOAD, "partial checksum completed in "
+                          "software: port %u has no checksum offload",
+                          dests[i]->p.id);
             return 0;
         }
     }
@@ -344,6 +413,27 @@ static void send_to(struct vs_ctx *, const struct vs_port *in, struct vs_pkt *,
 static int in_limited(struct vs_port **dests, uint32_t n);
 static uint32_t shape(struct vs_ctx *, const struct vs_port *in, struct vs_pkt *,
                       struct vs_port **dests, uint32_t n);
+
+/* Why port 'p' is not in the flood set of a frame from port 'in' on
+ * 'vlan' under 'cfg', or NULL when it is. */
+static inline const char *
+flood_skip(const struct vs_config *cfg, const struct vs_port *in,
+           const struct vs_port *p, uint16_t vlan)
+{
+    if (p == in) {
+        return "ingress port";
+    }
+    if (!p->p.up) {
+        return "link down";
+    }
+    if (!vs_vlan_carries(p, vlan)) {
+        return "VLAN not carried";
+    }
+    if (vs_mirror_is_output(cfg, p->p.id)) {
+        return "mirror output port";
+    }
+    return NULL;
+}
 
 /* Looks up where 'pkt' goes and sends it there: one port for a known
  * unicast destination, every other up port of its VLAN otherwise. */
@@ -359,8 +449,11 @@ deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
     } else {
         for (uint32_t i = 0; i < cfg->n_ports; i++) {
             struct vs_port *p = cfg->ports[cfg->port_ids[i]];
-            if (p != in && p->p.up && vs_vlan_carries(p, pkt->vlan)) {
+            const char *why = flood_skip(cfg, in, p, pkt->vlan);
+            if (!why) {
                 dests[n++] = p;
+            } else {
+                vs_trace_note(ctx, VS_TRACE_FLOOD, "port %u left out: %s", p->p.id, why);
             }
         }
         if (!n) {
@@ -373,6 +466,7 @@ deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
             return;
         }
         vs_count(ctx, in->p.id, VS_C_FLOODED, 1);
+        vs_trace_note(ctx, VS_TRACE_FLOOD, "flooded to %u ports of VLAN %u", n, pkt->vlan);
     }
 
     /* The IN policy of each destination: a refusal is counted on the
@@ -383,7 +477,7 @@ deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
         if (vs_policy_in_active(&dests[i]->p)) {
             int refused = vs_policy_in(ctx, dests[i], pkt, &key);
             if (refused) {
-                vs_count(ctx, dests[i]->p.id, refused, 1);
+                note_drop(ctx, pkt, dests[i]->p.id, refused);
                 continue;
             }
         }
@@ -498,6 +592,9 @@ classify(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
     if (pkt->len < VS_ETH_HLEN) {
         return VS_C_DROP_RUNT;
     }
+    if (vs_mirror_is_output(cfg, in->p.id)) {
+        return VS_C_DROP_MIRROR_OUTPUT;
+    }
     if (in->p.vnet_hdr_len) {
         r = vs_vnet_hdr_check(&pkt->vh, pkt->data, pkt->len);
         if (r) {
@@ -538,6 +635,9 @@ classify(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
         return VS_C_DROP_BAD_VNET_HDR;
     }
     r = vs_vlan_ingress(in, tagged, vid, &pkt->vlan);
+    if (ctx->trace) {
+        vs_trace_vlan(ctx, in, tagged, vid, pkt->vlan, r);
+    }
     if (r) {
         return r;
     }
@@ -554,6 +654,7 @@ classify(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
         if (r) {
             return r;
         }
+        vs_trace_note(ctx, VS_TRACE_GUARD, "port guards passed");
     }
     if (vs_policy_out_active(&in->p)) {
         r = vs_policy_out(ctx, in, pkt);
@@ -561,7 +662,11 @@ classify(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
             return r;
         }
     }
-    vs_mac_learn(ctx->sw->macs, pkt->vlan, src, in->p.id, now_s);
+    if (__builtin_expect(ctx->trace != NULL, 0)) {
+        vs_trace_learn(ctx, pkt->vlan, src, in->p.id);     /* record, never learn */
+    } else {
+        vs_mac_learn(ctx->sw->macs, pkt->vlan, src, in->p.id, now_s);
+    }
     return 0;
 }
 
@@ -574,13 +679,20 @@ vs_forward_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
     uint32_t in_id = in->p.id;
     uint64_t bytes = 0;
 
+    ctx->cfg = cfg;
+    ctx->observe = cfg->mirrors || cfg->n_captures || ctx->trace;
     for (uint32_t i = 0; i < n; i++) {
         struct vs_pkt *pkt = &ctx->pkts[i];
         bytes += pkt->len;
         pkt->dropped = 0;
+        if (__builtin_expect(ctx->observe, 0) && vs_capture_on(cfg, in_id)) {
+            vs_capture_frame(ctx, in_id, VS_CAP_RX, -1, pkt->data, pkt->len, NULL, 0);
+        }
         int r = classify(ctx, cfg, in, pkt, now_s);
         if (r) {
             drop(ctx, pkt, in_id, r);
+        } else if (__builtin_expect(ctx->observe, 0) && cfg->mirrors) {
+            vs_mirror_rx(ctx, cfg, in, pkt);
         }
     }
     vs_count(ctx, in_id, VS_C_RX_PACKETS, n);
@@ -594,16 +706,31 @@ vs_forward_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
         pkt->out_port = VS_PORT_NONE;
         if (!vs_mac_is_multicast(pkt->data)) {
             uint32_t out = vs_mac_lookup(ctx->sw->macs, pkt->vlan, pkt->data);
+            if (__builtin_expect(ctx->trace != NULL, 0)) {
+                out = vs_trace_lookup(ctx, pkt->vlan, pkt->data, out);
+            }
             if (out == in_id) {
                 /* Both ends are on the ingress port: a physical switch
                  * filters the frame; it never goes back where it came from. */
+                vs_trace_note(ctx, VS_TRACE_LOOKUP, "hit on the ingress port %u", out);
                 drop(ctx, pkt, in_id, VS_C_DROP_SAME_PORT);
                 continue;
             }
             if (out < VS_MAX_PORTS && cfg->ports[out] && cfg->ports[out]->p.up
-                && vs_vlan_carries(cfg->ports[out], pkt->vlan)) {
+                && vs_vlan_carries(cfg->ports[out], pkt->vlan)
+                && !vs_mirror_is_output(cfg, out)) {
                 pkt->out_port = out;
+                vs_trace_note(ctx, VS_TRACE_LOOKUP, "VLAN %u hit on port %u",
+                              pkt->vlan, out);
+            } else if (out < VS_MAX_PORTS) {
+                vs_trace_note(ctx, VS_TRACE_LOOKUP, "VLAN %u hit on port %u, which "
+                              "cannot take it now: flood", pkt->vlan, out);
+            } else {
+                vs_trace_note(ctx, VS_TRACE_LOOKUP, "VLAN %u miss: flood", pkt->vlan);
             }
+        } else {
+            vs_trace_note(ctx, VS_TRACE_LOOKUP, "%s destination: flood",
+                          !memcmp(pkt->data, "\xff\xff\xff\xff\xff\xff", 6) ? "broadcast" : "multicast");
         }
         deliver(ctx, cfg, in, pkt);
     }

@@ -7,6 +7,7 @@
 
 #include "vs_acl_sessions.h"
 #include "vs_policy.h"
+#include "vs_trace.h"
 
 /* Judges 'pkt' with key 'key' in direction 'dir' against the ACL of port
  * 'port'.  Returns 0 or a drop reason. */
@@ -16,24 +17,40 @@ acl_check(struct vs_ctx *ctx, const struct vs_port *port,
 {
     const struct vs_acl *acl = port->p.acl;
     struct vs_acl_sessions *sessions = ctx->sw->sessions;
+    const char *way = dir == VS_ACL_OUT ? "out" : "in";
+    int live = ctx->trace == NULL;      /* a trace changes nothing: no counts, no sessions */
     struct vs_acl_verdict v;
 
     if (vs_acl_has_stateful(acl) && (key->flags & VS_ACL_F_IP) && sessions
-        && vs_acl_session_match(sessions, port->p.id, key, dir, ctx->now_ns, 1)) {
+        && vs_acl_session_match(sessions, port->p.id, key, dir, ctx->now_ns, live)) {
+        vs_trace_note(ctx, VS_TRACE_ACL, "port %u %s: session of a stateful rule: allow",
+                      port->p.id, way);
         return 0;
     }
-    vs_acl_classify(acl, dir, key, ctx->index, pkt->len, 1, &v);
+    vs_acl_classify(acl, dir, key, ctx->index, pkt->len, live, &v);
+    const struct vs_acl_rule *rule = v.rule >= 0 ? vs_acl_rule(acl, (uint32_t) v.rule) : NULL;
+    if (rule) {
+        vs_trace_note(ctx, VS_TRACE_ACL, "port %u %s: rule #%d (weight %u): %s%s", port->p.id,
+                      way, v.rule, rule->weight, v.action == VS_ACL_DENY ? "deny" : "allow",
+                      rule->stateful ? ", stateful" : "");
+    } else {
+        vs_trace_note(ctx, VS_TRACE_ACL, "port %u %s: no rule matched: default %s", port->p.id,
+                      way, v.action == VS_ACL_DENY ? "deny" : "allow");
+    }
     if (v.action == VS_ACL_DENY) {
-        return v.rule >= 0 ? VS_C_DROP_ACL_DENY : VS_C_DROP_ACL_DEFAULT;
+        return rule ? VS_C_DROP_ACL_DENY : VS_C_DROP_ACL_DEFAULT;
     }
     if ((key->flags & VS_ACL_F_L4_MISSING) && vs_acl_l4_deny_possible(acl, dir, key)) {
+        vs_trace_note(ctx, VS_TRACE_ACL, "port %u %s: header cut short where a deny needs it",
+                      port->p.id, way);
         return VS_C_DROP_ACL_UNPARSABLE;
     }
-    if (v.rule >= 0 && sessions) {
-        const struct vs_acl_rule *rule = vs_acl_rule(acl, (uint32_t) v.rule);
-        if (rule->stateful && (key->flags & VS_ACL_F_IP)
-            && vs_acl_session_open(sessions, port->p.id, key, dir, rule->id,
-                                   rule->idle_timeout_s, ctx->now_ns) == ENOSPC) {
+    if (rule && rule->stateful && (key->flags & VS_ACL_F_IP) && sessions) {
+        if (!live) {
+            vs_trace_note(ctx, VS_TRACE_ACL, "port %u %s: would open a session", port->p.id,
+                          way);
+        } else if (vs_acl_session_open(sessions, port->p.id, key, dir, rule->id,
+                                       rule->idle_timeout_s, ctx->now_ns) == ENOSPC) {
             return VS_C_DROP_ACL_SESSIONS_FULL;
         }
     }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vs_qos.h"
+#include "vs_trace.h"
 #include "vs_worker.h"
 
 /* A frame held back: a copy of it and of the pipeline state egress needs,
@@ -76,8 +77,20 @@ vs_qos_admit(struct vs_ctx *ctx, const struct vs_port *port, const struct vs_pkt
     uint64_t bps = slot ? port->p.max_bps_in : port->p.max_bps_out;
     uint64_t bytes = vs_qos_wire_bytes(pkt->len, &pkt->vh);
     uint64_t due = 0;
+    int live = ctx->trace == NULL;      /* a trace charges nothing and holds nothing */
     enum vs_qos_verdict v = vs_qos_schedule(&ctx->sw->qos_tat[id][slot], ctx->now_ns, bytes,
-                                            bps, port->p.max_burst_bytes, 1, &due);
+                                            bps, port->p.max_burst_bytes, live, &due);
+    if (!live) {
+        static const char *const what[] = { "within the bucket: sent now",
+                                            "beyond the bucket: held back, sent later",
+                                            "would wait over 50 ms: dropped" };
+        vs_trace_note(ctx, VS_TRACE_QOS, "port %u %s limit %llu bit/s: %s", id,
+                      slot ? "in" : "out", (unsigned long long) bps, what[v]);
+        if (v == VS_QOS_DROP) {
+            vs_count(ctx, id, slot ? VS_C_DROP_QOS_IN : VS_C_DROP_QOS_OUT, 1);
+        }
+        return v == VS_QOS_DROP ? VS_QOS_DROP : VS_QOS_SEND;
+    }
 
     /* A frame the bucket lets through still queues behind the port's held
      * frames, so that a flow's frames keep their order. */

@@ -11,6 +11,7 @@
 
 #include "vs_acl_sessions.h"
 #include "vs_qos.h"
+#include "vs_mirror.h"
 #include "vs_vlan.h"
 #include "vs_worker.h"
 
@@ -41,6 +42,7 @@ vs_config_free(struct vs_config *cfg)
     for (uint32_t w = 0; w < VS_MAX_WORKERS; w++) {
         free(cfg->rxqs[w]);
     }
+    vs_mirror_set_free(cfg->mirrors);
     free(cfg);
 }
 

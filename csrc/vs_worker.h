@@ -30,6 +30,13 @@ struct vs_port {
 
 struct vs_guard;
 struct vs_qos_queues;
+struct vs_mirror_set;
+struct vs_capture;
+struct vs_trace;
+
+/* Observation limits (vs_mirror.h, vs_capture.h). */
+#define VS_MAX_MIRRORS 32
+#define VS_MAX_CAPTURES 16
 
 /* An rx queue a worker polls: queue 'queue' of 'port', whose params hold
  * its fd and (packet ports) its rx ring, port->p.rings[queue].  'fd' is a
@@ -47,6 +54,12 @@ struct vs_config {
     uint32_t port_ids[VS_MAX_PORTS];        /* ids present, ascending */
     uint32_t n_rxqs[VS_MAX_WORKERS];
     struct vs_rxq_ref *rxqs[VS_MAX_WORKERS];
+    /* Observation (vs_mirror.h, vs_capture.h): NULL / 0 when unused.  The
+     * mirror set is owned by the config; captures by the control plane. */
+    struct vs_mirror_set *mirrors;
+    struct vs_capture *captures[VS_MAX_CAPTURES];
+    uint32_t n_captures;
+    uint64_t capture_ports[VS_MAX_PORTS / 64];  /* bit p: some capture is on port p */
 };
 
 /* One frame of a burst, as the pipeline sees it. */
@@ -116,6 +129,14 @@ struct vs_ctx {
 
     /* Frames held back by bandwidth limits (vs_qos.h). */
     struct vs_qos_queues *qos;
+    /* Observation, set once per burst by vs_forward_burst(): the burst's
+     * config, and whether any mirror, capture or trace needs the per-frame
+     * hooks (the one branch the fast path pays for them).  'trace' is set
+     * only on a trace context (vs_trace.h): record, never act. */
+    const struct vs_config *cfg;
+    int observe;
+    struct vs_trace *trace;
+    uint64_t mirror_stats[VS_MAX_MIRRORS][2];   /* vs_mirror.h */
 };
 
 struct vs_switch {

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from vswitchd import acl_format
+from vswitchd import acl_format, observe_cli
 from vswitchd.errors import VswitchError
 from vswitchd.protocol import (
     DEFAULT_SOCKET,
@@ -241,6 +241,7 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
     "acl/show": acl_format.format_acl_show,
     "acl/sessions": acl_format.format_acl_sessions,
     "acl/flush": acl_format.format_acl_flush,
+    **observe_cli.FORMATTERS,
 }
 
 
@@ -364,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = _leaf(acl, name, f"acl/{name}", help, lambda ns: {"port": ns.port})
         p.add_argument("--port", metavar="P", help="only port P")
     _leaf(sub, "list-commands", "list-commands", "list the daemon's commands")
+    observe_cli.add_parsers(sub, _leaf)
     return parser
 
 
@@ -374,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage error (2), already printed
         return e.code if isinstance(e.code, int) else 2
     path = ns.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
+    if ns.command == "capture":
+        return observe_cli.run_capture(path, ns)
     try:
         result = call(path, ns.command, ns.build_args(ns), ns.timeout)
     except VswitchError as e:

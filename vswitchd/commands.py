@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from vswitchd import acl_reports, reports
+from vswitchd import acl_reports, observe_commands, reports
 from vswitchd.control import ControlServer
 from vswitchd.errors import VswitchError
 from vswitchd.switch import VSwitch
@@ -82,3 +82,4 @@ def register(server: ControlServer, switch: VSwitch,
                     "[--port P]", "List stateful ACL sessions with their age and state")
     server.register("acl/flush", lambda a: acl_reports.acl_flush(switch, _str(a, "port")),
                     "[--port P]", "Remove stateful ACL sessions")
+    observe_commands.register(server, switch)

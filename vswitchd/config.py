@@ -62,6 +62,7 @@ from vswitchd.config_values import (
     split_listen,
 )
 from vswitchd.errors import ConfigError
+from vswitchd.mirror_config import MirrorConfig, check_ports_kept, parse_mirrors
 
 ALL_VLANS: tuple[tuple[int, int], ...] = ((VLAN_MIN, VLAN_MAX),)
 PORT_TYPES = ("tap", "netdev")
@@ -73,7 +74,7 @@ RESTART_FIELDS = ("workers", "cpus", "mac_table_size", "acl_sessions")
 # PortConfig fields that can only change by closing and reopening the port.
 RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring")
 
-_SECTIONS = ("switch", "management", "metrics", "acls", "ports")
+_SECTIONS = ("switch", "management", "metrics", "acls", "ports", "mirrors")
 _SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign",
                 "rebalance_interval_s", "rebalance_load_threshold", "rebalance_improvement",
                 "rebalance_sample_s", "busy_poll_us", "acl_sessions")
@@ -283,6 +284,8 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     ports: Mapping[str, PortConfig] = field(default_factory=Ports)
     acls: Mapping[str, AclSet] = field(default_factory=AclSets)
+    # [mirrors.NAME] (vswitchd/mirror_config.py), as sorted (name, mirror) pairs.
+    mirrors: tuple[tuple[str, MirrorConfig], ...] = ()
 
     def __post_init__(self) -> None:
         # Accept plain dicts, keep the value hashable.
@@ -290,6 +293,8 @@ class Config:
             object.__setattr__(self, "ports", Ports(self.ports))
         if not isinstance(self.acls, AclSets):
             object.__setattr__(self, "acls", AclSets(self.acls))
+        if isinstance(self.mirrors, Mapping):
+            object.__setattr__(self, "mirrors", tuple(sorted(self.mirrors.items())))
 
     def to_dict(self) -> dict[str, Any]:
         """The whole config as TOML-shaped data: from_dict(cfg.to_dict()) == cfg."""
@@ -306,6 +311,8 @@ class Config:
             "metrics": {"listen": self.metrics.listen},
             "acls": {name: acl.to_dict() for name, acl in self.acls.items()},
             "ports": {name: port.to_dict() for name, port in self.ports.items()},
+            **({"mirrors": {name: m.to_dict() for name, m in self.mirrors}}
+               if self.mirrors else {}),
         }
 
 
@@ -321,6 +328,7 @@ class ConfigDiff:
     management_changed: bool = False
     metrics_changed: bool = False
     acls_changed: tuple[str, ...] = ()   # ACL set names added, removed or changed
+    mirrors_changed: bool = False
 
     @property
     def restart_required(self) -> tuple[str, ...]:
@@ -337,7 +345,8 @@ class ConfigDiff:
     @property
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed or self.switch_changed
-                    or self.management_changed or self.metrics_changed or self.acls_changed)
+                    or self.management_changed or self.metrics_changed or self.acls_changed
+                    or self.mirrors_changed)
 
 
 # --- Loading -------------------------------------------------------------------
@@ -384,6 +393,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         metrics=_parse_metrics(data.get("metrics", {})),
         ports=Ports(ports.values()),
         acls=AclSets(acls.values()),
+        mirrors=tuple(parse_mirrors(data.get("mirrors", {}), ports).items()),
     )
 
 
@@ -509,7 +519,9 @@ def with_port(cfg: Config, port: PortConfig) -> Config:
 def without_port(cfg: Config, name: str) -> Config:
     if name not in cfg.ports:
         raise err(f"ports.{name}", "no such port")
-    return dataclasses.replace(cfg, ports=Ports(p for p in cfg.ports.values() if p.name != name))
+    ports = Ports(p for p in cfg.ports.values() if p.name != name)
+    check_ports_kept(dict(cfg.mirrors), ports)
+    return dataclasses.replace(cfg, ports=ports)
 
 
 def __getattr__(name: str) -> Any:
@@ -544,6 +556,7 @@ def diff(old: Config, new: Config) -> ConfigDiff:
         metrics_changed=old.metrics != new.metrics,
         acls_changed=tuple(sorted(n for n in old.acls.keys() | new.acls.keys()
                                   if old.acls.get(n) != new.acls.get(n))),
+        mirrors_changed=old.mirrors != new.mirrors,
     )
 
 

@@ -45,6 +45,11 @@ from vswitchd.protocol import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
+# A streaming command (`capture`) takes the connection over: it gets the
+# request's id and args and the connection, sends its own reply line and
+# whatever follows; the connection is closed when it returns.
+StreamHandler = Callable[[int | str | None, dict[str, Any], asyncio.StreamReader,
+                          asyncio.StreamWriter], Awaitable[None]]
 
 DEFAULT_CLIENT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CLIENTS = 64
@@ -78,6 +83,7 @@ class ControlServer:
         self.client_timeout_s = client_timeout_s
         self.max_clients = max_clients
         self._commands: dict[str, Command] = {}
+        self._streams: dict[str, StreamHandler] = {}
         self._server: asyncio.AbstractServer | None = None
         self._clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._next_client = 0
@@ -95,6 +101,13 @@ class ControlServer:
         if not name or any(c.isspace() for c in name):
             raise ValueError(f"invalid management command name {name!r}")
         self._commands[name] = Command(name, handler, usage, help)
+
+    def register_stream(self, name: str, handler: StreamHandler, usage: str, help: str) -> None:
+        """Register streaming command `name` (see StreamHandler)."""
+        def refuse(args: dict[str, Any]) -> None:
+            raise VswitchError(f"{name} streams: it needs a connection of its own")
+        self.register(name, refuse, usage, help)
+        self._streams[name] = handler
 
     def _list_commands(self, args: dict[str, Any]) -> list[dict[str, str]]:
         return [
@@ -269,8 +282,26 @@ class ControlServer:
                       self.client_timeout_s)
             return False
         if line.strip():
+            stream = self._stream_request(line)
+            if stream is not None:
+                handler, request = stream
+                try:
+                    await handler(request.id, request.args, reader, writer)
+                except VswitchError as e:
+                    await self._send(writer, encode_error(request.id, str(e)))
+                return False
             await self._send(writer, await self.dispatch(line))
         return True
+
+    def _stream_request(self, line: bytes) -> tuple[StreamHandler, Any] | None:
+        if not self._streams:
+            return None
+        try:
+            request = decode_request(line)
+        except ProtocolError:
+            return None     # dispatch() answers it
+        handler = self._streams.get(request.command)
+        return None if handler is None else (handler, request)
 
     async def dispatch(self, line: bytes) -> bytes:
         """Answer one request line with one reply line; never raises (but cancellation)."""

@@ -14,9 +14,13 @@ import errno
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vswitchd._fastpath import ffi, lib
 from vswitchd.errors import VswitchError
+
+if TYPE_CHECKING:
+    from vswitchd.fastpath_observe import Capture, MirrorParams
 
 MAX_PORTS: int = lib.VS_MAX_PORTS
 MAX_WORKERS: int = lib.VS_MAX_WORKERS
@@ -273,10 +277,14 @@ class Switch:
             self._sw = None
 
     def publish(self, ports: Sequence[PortParams],
-                rxqs: Mapping[int, Sequence[tuple[int, int]]] | None = None) -> int:
+                rxqs: Mapping[int, Sequence[tuple[int, int]]] | None = None,
+                mirrors: Sequence[MirrorParams] = (),
+                captures: Sequence[Capture] = ()) -> int:
         """Makes ``ports`` the switch's ports and ``rxqs`` (worker ->
-        [(port id, queue)]) its rx queue assignment; returns when no worker
-        can still use a port left out.  Returns the new generation."""
+        [(port id, queue)]) its rx queue assignment, with ``mirrors`` and
+        ``captures`` (vswitchd/fastpath_observe.py); returns when no worker
+        can still use a port, mirror or capture left out.  Returns the new
+        generation."""
         cfg = lib.vs_config_new()
         if cfg == ffi.NULL:
             raise FastpathError("cannot allocate a config")
@@ -287,6 +295,10 @@ class Switch:
                 for port_id, queue in queues:
                     _check(lib.vs_config_assign_rxq(cfg, worker, port_id, queue),
                            f"worker {worker} rx queue {port_id}/{queue}")
+            for mirror in mirrors:
+                _check(lib.vs_config_add_mirror(cfg, mirror.to_c()), f"mirror {mirror.id}")
+            for capture in captures:
+                _check(lib.vs_config_add_capture(cfg, capture.c_capture), "capture")
         except BaseException:
             lib.vs_config_free(cfg)
             raise

@@ -133,7 +133,8 @@ class SwitchCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         # The families without samples: lets the registry catch duplicate
         # names without reading a switch that may not be running yet.
-        return self._families(None, [], collections.Counter(), None, None, [], (), {})
+        return self._families(None, [], collections.Counter(), None, None, [], (), {}) + \
+            _mirror_families([])
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
@@ -154,8 +155,9 @@ class SwitchCollector(Collector):
                        for w in range(self._switch.n_workers)]
             policy = self._switch.policy
             reports, removed = policy.report, dict(policy.removed)
+            mirrors = _read_mirrors(self._switch, fast)
         return self._families(generation, ports, per_vlan, capacity, mac_stats, workers,
-                              reports, removed)
+                              reports, removed) + _mirror_families(mirrors)
 
     def _read_ports(self, fast: Any) -> list[_PortRow]:
         # list() first: the event loop thread may add or remove ports while
@@ -300,3 +302,24 @@ def _worker_families(rows: list[_WorkerRow]) -> list[Metric]:
         polls.add_metric([worker], s.polls)
         full.add_metric([worker], s.batches_full)
     return [busy, idle, frames, polls, full]
+
+
+def _read_mirrors(switch: Any, fast: Any) -> list[tuple[str, Any]]:
+    """(name, MirrorStats) of every configured mirror (vswitchd/mirrors.py);
+    none for a switch-like object without mirrors."""
+    table, config = getattr(switch, "mirrors", None), getattr(switch, "config", None)
+    if table is None or config is None:
+        return []
+    return [(name, table.stats(fast, name)) for name, _ in config.mirrors]
+
+
+def _mirror_families(rows: list[tuple[str, Any]]) -> list[Metric]:
+    sent = CounterMetricFamily(f"{NS}_mirror_packets", "Copies a mirror sent to its output port",
+                               labels=("mirror",))
+    dropped = CounterMetricFamily(f"{NS}_mirror_dropped_packets",
+                                  "Copies a mirror dropped: output port full or down, or a "
+                                  "super-frame it cannot take", labels=("mirror",))
+    for name, stats in rows:
+        sent.add_metric([name], stats.packets)
+        dropped.add_metric([name], stats.dropped)
+    return [sent, dropped]

@@ -270,6 +270,13 @@ class Policies:
                           self.sessions.count(0).get(port_id, 0),
                           p.max_bps_out, p.max_bps_in, p.burst_bytes)
 
+    def rule_order(self, name: str) -> list[str]:
+        """Port ``name``'s rules as "set.rule", in the order the C ACL holds them."""
+        state = self._ports.get(name)
+        if state is None or state.acl is None:
+            return []
+        return [f"{r.acl}.{r.name}" for r in state.acl.rules]
+
     def has(self, name: str) -> bool:
         return name in self._ports
 

@@ -30,6 +30,8 @@ from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import MAX_PORTS, PortParams, Switch
 from vswitchd.fastpath_acl import Sessions
+from vswitchd.fastpath_observe import Capture
+from vswitchd.mirrors import MirrorTable
 from vswitchd.policy import Policies
 from vswitchd.ports import LinkMonitor, NetdevPort, PortIO, TapPort, in_netns, netns_exists
 from vswitchd.ports.base import Rtnl
@@ -107,6 +109,10 @@ class VSwitch:
         self._last_rebalance = time.monotonic()
         self.rebalances = 0
         self._lock = asyncio.Lock()
+        # Observation (issue 11): mirror slots, and the live captures every
+        # snapshot carries (vswitchd/capture.py adds and removes them).
+        self.mirrors = MirrorTable()
+        self.captures: list[Capture] = []
 
     @property
     def policy(self) -> Policies:
@@ -226,10 +232,15 @@ class VSwitch:
         # The management socket in use stays what it is until a restart, so
         # the running config keeps saying so (and the next reload warns again).
         self.config = Config(switch=switch_cfg, management=self.config.management, acls=new.acls,
-                             metrics=new.metrics, ports=new.ports)
+                             metrics=new.metrics, ports=new.ports, mirrors=new.mirrors)
         self.fast.set_busy_poll(switch_cfg.busy_poll_us)
         self._acl_sets = dict(new.acls)
         self._publish()
+        if diff.mirrors_changed:
+            # A new output port is reserved: what it had learned must go.
+            for _, m in new.mirrors:
+                if m.output_port in self.ports:
+                    self.fast.macs.flush(port=self.ports[m.output_port].id)
         self.generation += 1
         log.info("config generation %d: +%s -%s ~%s", self.generation,
                  ",".join(diff.added) or "0", ",".join(diff.removed) or "0",
@@ -394,8 +405,23 @@ class VSwitch:
                 for w, keys in by_worker(self.rxq).items()}
         self.policy.prepare(self._acl_sets, [p.cfg for p in ports])
         self.fast.publish([dataclasses.replace(p.params(), **self.policy.c_fields(p.cfg.name))
-                           for p in ports], rxqs)
+                           for p in ports], rxqs,
+                          mirrors=self.mirrors.params(self.fast, self.config.mirrors, ids),
+                          captures=self.captures)
         self.policy.published(ids)
+
+    # Captures (vswitchd/capture.py): a capture is in every snapshot from
+    # add_capture() until remove_capture() returns; only then may it be freed.
+
+    def add_capture(self, cap: Capture) -> None:
+        self.captures.append(cap)
+        self._publish()
+
+    def remove_capture(self, cap: Capture) -> None:
+        if cap in self.captures:
+            self.captures.remove(cap)
+            if self._fast is not None:
+                self._publish()
 
     # Timers.
 

