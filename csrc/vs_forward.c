@@ -410,9 +410,6 @@ settle_checksum(struct vs_ctx *ctx, struct vs_pkt *pkt, struct vs_port **dests,
 
 static void send_to(struct vs_ctx *, const struct vs_port *in, struct vs_pkt *,
                     struct vs_port **dests, uint32_t n);
-static int in_limited(struct vs_port **dests, uint32_t n);
-static uint32_t shape(struct vs_ctx *, const struct vs_port *in, struct vs_pkt *,
-                      struct vs_port **dests, uint32_t n);
 
 /* Why port 'p' is not in the flood set of a frame from port 'in' on
  * 'vlan' under 'cfg', or NULL when it is. */
@@ -488,8 +485,8 @@ deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
         pkt->dropped = 1;
         return;
     }
-    if (in->p.max_bps_out || in_limited(dests, n)) {
-        n = shape(ctx, in, pkt, dests, n);
+    if (in->p.max_bps_out || vs_qos_any_in_limit(dests, n)) {
+        n = vs_qos_shape(ctx, in, pkt, dests, n);
         if (!n) {
             return;
         }
@@ -512,47 +509,6 @@ send_to(struct vs_ctx *ctx, const struct vs_port *in, struct vs_pkt *pkt,
     }
 }
 
-static int
-in_limited(struct vs_port **dests, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        if (dests[i]->p.max_bps_in) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Bandwidth limits (vs_qos.h): the ingress port's out limit for the whole
- * frame, then each destination's in limit.  Returns how many of 'dests'
- * the frame goes to now (kept at the front); the others got it held back
- * or dropped.  'in' is NULL for a frame the out limit held back, now due. */
-static uint32_t
-shape(struct vs_ctx *ctx, const struct vs_port *in, struct vs_pkt *pkt,
-      struct vs_port **dests, uint32_t n)
-{
-    uint32_t ids[VS_MAX_PORTS];
-
-    if (in && in->p.max_bps_out) {
-        for (uint32_t i = 0; i < n; i++) {
-            ids[i] = dests[i]->p.id;
-        }
-        if (vs_qos_admit(ctx, in, pkt, 0, ids, n) != VS_QOS_SEND) {
-            pkt->dropped = 1;
-            return 0;
-        }
-    }
-    uint32_t kept = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t id = dests[i]->p.id;
-        if (!dests[i]->p.max_bps_in
-            || vs_qos_admit(ctx, dests[i], pkt, 1, &id, 1) == VS_QOS_SEND) {
-            dests[kept++] = dests[i];
-        }
-    }
-    return kept;
-}
-
 /* Sends a frame the bandwidth limit held back ('slot' 0: the ingress
  * port's out limit, 1: the destination's in limit) to the ports 'ids' it
  * was for, those of them still present and up in 'cfg'. */
@@ -572,7 +528,7 @@ vs_forward_held(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_pkt *
         }
     }
     if (n && slot == 0) {
-        n = shape(ctx, NULL, pkt, dests, n);
+        n = vs_qos_shape(ctx, NULL, pkt, dests, n);
     }
     if (n) {
         send_to(ctx, dests[0], pkt, dests, n);

@@ -135,6 +135,48 @@ vs_qos_admit(struct vs_ctx *ctx, const struct vs_port *port, const struct vs_pkt
     return VS_QOS_WAIT;
 }
 
+/* Whether any of the 'n' ports at 'dests' has an in limit. */
+int
+vs_qos_any_in_limit(struct vs_port **dests, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (dests[i]->p.max_bps_in) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Bandwidth limits (vs_qos.h): the ingress port's out limit for the whole
+ * frame, then each destination's in limit.  Returns how many of 'dests'
+ * the frame goes to now (kept at the front); the others got it held back
+ * or dropped.  'in' is NULL for a frame the out limit held back, now due. */
+uint32_t
+vs_qos_shape(struct vs_ctx *ctx, const struct vs_port *in, struct vs_pkt *pkt,
+      struct vs_port **dests, uint32_t n)
+{
+    uint32_t ids[VS_MAX_PORTS];
+
+    if (in && in->p.max_bps_out) {
+        for (uint32_t i = 0; i < n; i++) {
+            ids[i] = dests[i]->p.id;
+        }
+        if (vs_qos_admit(ctx, in, pkt, 0, ids, n) != VS_QOS_SEND) {
+            pkt->dropped = 1;
+            return 0;
+        }
+    }
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = dests[i]->p.id;
+        if (!dests[i]->p.max_bps_in
+            || vs_qos_admit(ctx, dests[i], pkt, 1, &id, 1) == VS_QOS_SEND) {
+            dests[kept++] = dests[i];
+        }
+    }
+    return kept;
+}
+
 /* Sends every held frame that is due at 'now_ns', under config 'cfg'. */
 void
 vs_qos_flush_due(struct vs_ctx *ctx, const struct vs_config *cfg, uint64_t now_ns)
