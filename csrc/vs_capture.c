@@ -309,7 +309,9 @@ ring_put(struct cap_ring *r, struct vs_cap_record *h, const uint8_t *a,
 
 /* Offers frame ('a', 'a_len' bytes, then 'b', 'b_len') seen on port
  * 'port_id' in direction 'dir' ('reason': a drop counter or -1) to every
- * capture of the context's config that wants it. */
+ * capture of the context's config that wants it.  An rx frame with a
+ * reason was refused on arrival: captures of drops take it as a drop,
+ * captures of rx only as received, so each has it once. */
 void
 vs_capture_frame(struct vs_ctx *ctx, uint32_t port_id, uint32_t dir, int reason,
                  const uint8_t *a, uint32_t a_len, const uint8_t *b, uint32_t b_len)
@@ -320,9 +322,17 @@ vs_capture_frame(struct vs_ctx *ctx, uint32_t port_id, uint32_t dir, int reason,
     }
     for (uint32_t i = 0; i < cfg->n_captures; i++) {
         struct vs_capture *c = cfg->captures[i];
-        if (c->port_id != port_id || !(c->dirs & dir) || ctx->index >= c->n_rings) {
+        if (c->port_id != port_id || ctx->index >= c->n_rings) {
             continue;
         }
+        /* A received frame refused on arrival ('reason' set): a capture of
+         * drops has it as dropped, one of rx only as received. */
+        uint32_t as = dir == VS_CAP_RX && reason >= 0 && (c->dirs & VS_CAP_DROPS)
+                      ? VS_CAP_DROPS : dir;
+        if (!(c->dirs & as)) {
+            continue;
+        }
+        int why = as == VS_CAP_DROPS ? reason : -1;
         struct cap_ring *r = &c->rings[ctx->index];
         if (c->n_insns) {
             const uint8_t *frame = a;
@@ -349,8 +359,8 @@ vs_capture_frame(struct vs_ctx *ctx, uint32_t port_id, uint32_t dir, int reason,
             .caplen = wire < c->snaplen ? wire : c->snaplen,
             .wire_len = wire,
             .port_id = (uint16_t) port_id,
-            .dir = (uint8_t) dir,
-            .reason = reason,
+            .dir = (uint8_t) as,
+            .reason = why,
             .ts_ns = (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec,
         };
         bump(ring_put(r, &h, a, a_len, b) ? &r->dropped : &r->captured);

@@ -11,7 +11,10 @@
  * check; tx, as it leaves through the port (its egress tagging applied),
  * just before it is handed to the port (a super-frame segmented in
  * software is taken once, whole); drops, a frame the switch dropped on its
- * ingress port, with the drop reason.
+ * ingress port, with the drop reason.  A frame refused on arrival (its
+ * VLAN, a guard, an ACL) is in a capture once: as a drop when it captures
+ * drops, else as received; one dropped later (no destination, filtered on
+ * its own port) was received first, and is in it as both.
  *
  * Rings: one single-producer single-consumer byte ring per (capture,
  * context), so a worker never shares a cache line with another to capture.

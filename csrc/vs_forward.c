@@ -641,14 +641,26 @@ vs_forward_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
         struct vs_pkt *pkt = &ctx->pkts[i];
         bytes += pkt->len;
         pkt->dropped = 0;
-        if (__builtin_expect(ctx->observe, 0) && vs_capture_on(cfg, in_id)) {
-            vs_capture_frame(ctx, in_id, VS_CAP_RX, -1, pkt->data, pkt->len, NULL, 0);
-        }
         int r = classify(ctx, cfg, in, pkt, now_s);
-        if (r) {
+        if (__builtin_expect(ctx->observe, 0)) {
+            /* Taken after classify() (which reads the frame, never writes
+             * it): a capture then records a frame refused on arrival once,
+             * as dropped with its reason, or as received. */
+            if (vs_capture_on(cfg, in_id)) {
+                vs_capture_frame(ctx, in_id, VS_CAP_RX, r ? r : -1, pkt->data, pkt->len,
+                                 NULL, 0);
+            }
+            if (r) {
+                pkt->dropped = 1;
+                vs_count(ctx, in_id, r, 1);
+                if (ctx->trace) {
+                    vs_trace_drop(ctx, in_id, r);
+                }
+            } else if (cfg->mirrors) {
+                vs_mirror_rx(ctx, cfg, in, pkt);
+            }
+        } else if (r) {
             drop(ctx, pkt, in_id, r);
-        } else if (__builtin_expect(ctx->observe, 0) && cfg->mirrors) {
-            vs_mirror_rx(ctx, cfg, in, pkt);
         }
     }
     vs_count(ctx, in_id, VS_C_RX_PACKETS, n);

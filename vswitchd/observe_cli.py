@@ -91,8 +91,8 @@ def add_parsers(sub: Any, leaf: Callable[..., argparse.ArgumentParser]) -> None:
                    help="stop after COUNT frames")
     p.add_argument("--drops", action="store_true",
                    help="also the frames the switch drops on the port, with the reason in "
-                        "the packet comment (with --direction rx or both, a frame dropped "
-                        "on arrival is there twice: as received, then as dropped)")
+                        "the packet comment (a frame refused on arrival is there once, as "
+                        "dropped)")
     p.add_argument("-w", dest="write", metavar="FILE", required=True,
                    help="pcapng output file, - for stdout")
 

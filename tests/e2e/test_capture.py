@@ -69,15 +69,18 @@ def test_capture_with_icmp_filter_writes_exactly_the_icmp_frames_both_ways(
     out = tmp_path / "vm1.pcapng"
     cap = start_capture(d, "vm1", "--filter", "icmp", "-c", "20", "-w", str(out))
 
-    # Other traffic on the same port meanwhile: UDP and raw frames.
+    # Other traffic on the same port meanwhile: raw frames and UDP datagrams
+    # (to a MAC nobody has, so no host answers them, with ICMP least of all).
     stop = threading.Event()
+    udp = bytes.fromhex("450000210001000040110000" "0a4f0001" "0a4f0002"
+                        "d43100090008" "0000") + b"x"
 
     def noise() -> None:
         src = bytes.fromhex(mac_of(a, ifn(a)).replace(":", ""))
         while not stop.is_set():
             send_frames(a, ifn(a), [eth(BROADCAST, src, ethertype=0x88B5,
-                                        payload=b"noise".ljust(46, b"."))] * 5)
-            run(a, "sh", "-c", "echo x > /dev/udp/10.79.0.2/9", check=False)
+                                        payload=b"noise".ljust(46, b"."))] * 5
+                        + [eth(bytes.fromhex("02000000ee01"), src, payload=udp.ljust(46, b"\0"))])
             time.sleep(0.02)
 
     t = threading.Thread(target=noise, name="noise")
@@ -91,6 +94,7 @@ def test_capture_with_icmp_filter_writes_exactly_the_icmp_frames_both_ways(
     _, err = cap.communicate(timeout=30)
     assert cap.returncode == 0, err
     assert b"20 frames captured, 0 dropped" in err
+    assert b", 0 filtered out" not in err, err       # the noise reached the filter
 
     r2 = subprocess.run(["tcpdump", "-n", "-r", str(out)], capture_output=True, text=True,
                         check=True)
@@ -106,8 +110,12 @@ def test_capture_drops_shows_frames_of_a_vlan_the_trunk_refuses_with_the_reason(
     t, b = netns(), netns()
     d = daemon({"t": tap(t, mode="trunk", vlans="1-50"), "vm2": tap(b, vlan=10)})
     d.wait_ports_up("t", "vm2")
+    # The host's own untagged chatter (IPv6 autoconfiguration) is dropped
+    # too, as untagged_no_native: keep it out of the count.
+    run(t, "sysctl", "-qw", f"net.ipv6.conf.{ifn(t)}.disable_ipv6=1")
     run(t, "ip", "link", "set", ifn(t), "up")
-    cap = start_capture(d, "t", "--direction", "tx", "--drops", "-c", "3", "-w", "-")
+    cap = start_capture(d, "t", "--direction", "tx", "--drops", "--filter", "vlan 99",
+                        "-c", "3", "-w", "-")
     src = bytes.fromhex("02000000bb01")
     send_frames(t, ifn(t), [eth(BROADCAST, src, vid=99, ethertype=0x88B5,
                                 payload=b"refused".ljust(46, b"."))] * 3)

@@ -145,3 +145,21 @@ def test_pcapng_blocks_are_read_by_tcpdump(tmp_path):
     r = subprocess.run(["tcpdump", "-n", "-tt", "--nano", "-r", str(path)], capture_output=True,
                        text=True, check=True)
     assert "1700000000.123456789" in r.stdout and "10.0.0.1 > 10.0.0.2: ICMP" in r.stdout
+
+
+def test_a_frame_refused_on_arrival_is_captured_once(h):
+    h.add(0, mode="trunk", allowed=((1, 5),))
+    h.add(1, mode="trunk", allowed=((1, 5),))
+    both = Capture(h.switch, 0, CAP_RX | CAP_DROPS, 0)
+    rx_only = Capture(h.switch, 0, CAP_RX, 0)
+    _publish(h, both, rx_only)
+    bad = eth(BROADCAST, mac(1), vid=99, payload=ICMP)
+    good = eth(BROADCAST, mac(1), vid=5, payload=ICMP)
+    h.inject(0, bad)
+    h.inject(0, good)
+    assert [(f.direction, f.reason, f.data) for f in both.read()] == [
+        ("drop", "vlan_not_allowed", bad), ("rx", None, good)]
+    assert [(f.direction, f.reason) for f in rx_only.read()] == [("rx", None), ("rx", None)]
+    _publish(h)
+    both.free()
+    rx_only.free()
