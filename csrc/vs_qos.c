@@ -64,12 +64,12 @@ vs_qos_queues_free(struct vs_qos_queues *q)
 
 /* Bandwidth-limits 'pkt' for port 'port' in direction 'slot' (0: its
  * out limit, the frame entering from it; 1: its in limit, the frame
- * leaving through it) on its way to the 'n_dests' port ids at 'dests'.
+ * leaving through it) on its way to the 'n_dests' ports at 'dests'.
  * Returns VS_QOS_SEND (go on now), VS_QOS_WAIT (a copy is held and sent
  * later) or VS_QOS_DROP (counted on 'port'). */
 int
 vs_qos_admit(struct vs_ctx *ctx, const struct vs_port *port, const struct vs_pkt *pkt,
-             int slot, const uint32_t *dests, uint32_t n_dests)
+             int slot, struct vs_port *const *dests, uint32_t n_dests)
 {
     struct vs_qos_queues *q = ctx->qos;
     uint32_t id = port->p.id;
@@ -118,7 +118,9 @@ vs_qos_admit(struct vs_ctx *ctx, const struct vs_port *port, const struct vs_pkt
     w->slot = (uint8_t) slot;
     w->dests = (uint32_t *) (w + 1);
     w->data = (uint8_t *) (w->dests + n_dests);
-    memcpy(w->dests, dests, n_dests * sizeof *dests);
+    for (uint32_t i = 0; i < n_dests; i++) {
+        w->dests[i] = dests[i]->p.id;
+    }
     memcpy(w->data, pkt->data, pkt->len);
     if (f->tail) {
         f->tail->next = w;
@@ -153,24 +155,18 @@ vs_qos_any_in_limit(struct vs_port **dests, uint32_t n)
  * or dropped.  'in' is NULL for a frame the out limit held back, now due. */
 uint32_t
 vs_qos_shape(struct vs_ctx *ctx, const struct vs_port *in, struct vs_pkt *pkt,
-      struct vs_port **dests, uint32_t n)
+             struct vs_port **dests, uint32_t n)
 {
-    uint32_t ids[VS_MAX_PORTS];
-
     if (in && in->p.max_bps_out) {
-        for (uint32_t i = 0; i < n; i++) {
-            ids[i] = dests[i]->p.id;
-        }
-        if (vs_qos_admit(ctx, in, pkt, 0, ids, n) != VS_QOS_SEND) {
+        if (vs_qos_admit(ctx, in, pkt, 0, dests, n) != VS_QOS_SEND) {
             pkt->dropped = 1;
             return 0;
         }
     }
     uint32_t kept = 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t id = dests[i]->p.id;
         if (!dests[i]->p.max_bps_in
-            || vs_qos_admit(ctx, dests[i], pkt, 1, &id, 1) == VS_QOS_SEND) {
+            || vs_qos_admit(ctx, dests[i], pkt, 1, &dests[i], 1) == VS_QOS_SEND) {
             dests[kept++] = dests[i];
         }
     }

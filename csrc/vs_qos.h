@@ -114,7 +114,7 @@ struct vs_qos_queues;
 struct vs_qos_queues *vs_qos_queues_new(void);
 void vs_qos_queues_free(struct vs_qos_queues *);
 int vs_qos_admit(struct vs_ctx *, const struct vs_port *, const struct vs_pkt *,
-                 int slot, const uint32_t *dests, uint32_t n_dests);
+                 int slot, struct vs_port *const *dests, uint32_t n_dests);
 int vs_qos_any_in_limit(struct vs_port **dests, uint32_t n);
 uint32_t vs_qos_shape(struct vs_ctx *, const struct vs_port *in, struct vs_pkt *,
                       struct vs_port **dests, uint32_t n);
