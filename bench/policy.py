@@ -6,8 +6,9 @@ nothing; so the rules are written once here, as Hyper-V-style port ACL
 rules on the sender's port (host A, the "VM"), and rendered three ways:
 
 - vswitchd: `[acls.bench]` rule tables (vswitchd/acl_config.py syntax);
-- nftables: a forward chain; stateless in the `bridge` family, keyed by
-  bridge port (`iifname`/`oifname`); stateful in the `inet` family through
+- nftables: a forward chain that jumps to one chain per direction;
+  stateless in the `bridge` family, keyed by bridge port
+  (`iifname`/`oifname`); stateful in the `inet` family through
   br_netfilter, keyed by A's address, because this kernel has no
   nf_conntrack_bridge (`ct state` in a bridge-family chain is refused with
   "Protocol error");
@@ -134,12 +135,11 @@ def toml_inline(d: dict[str, object]) -> str:
 NFT_TABLE = "vsb_acl"
 
 
-def _nft_match(r: Rule, direction: str, selector: str) -> str:
-    """The nft expression of `r` seen in `direction`, after `selector` (which
-    picks A's traffic in that direction)."""
+def _nft_match(r: Rule, direction: str) -> str:
+    """The nft expression of `r` for A's traffic in `direction`."""
     # out: A is the source, the remote side the destination; in: reversed.
     far, far_port = ("daddr", "dport") if direction == "out" else ("saddr", "sport")
-    words = [selector]
+    words = []
     if r.ethertype == ARP:
         words.append("ether type arp")
     if r.remote_ip:
@@ -155,30 +155,42 @@ def _nft_match(r: Rule, direction: str, selector: str) -> str:
 def nft_ruleset(policy: Policy, a_port: str, a_ip: str) -> str:
     """An `nft -f` script for the switch namespace's bridge.
 
+    The forward chain sends A's traffic to one regular chain per direction
+    (as an nft user would write it, and as the OpenFlow rendering has one
+    table per direction), so a frame walks only its direction's rules.
     Stateless: bridge family, A's traffic picked by bridge port `a_port`.
     Stateful: inet family (br_netfilter hands bridged IP to it, and
-    conntrack with it), A's traffic picked by `a_ip`; ARP never reaches an
-    inet chain, so the ARP rule has nothing to render there."""
+    conntrack with it), A's traffic picked by `a_ip`, established and
+    related traffic accepted first; ARP never reaches an inet chain, so
+    the ARP rule has nothing to render there."""
     if policy.stateful:
         family = "inet"
         sel = {"out": f"ip saddr {a_ip}", "in": f"ip daddr {a_ip}"}
-        lines = ["ct state established,related accept"]
+        hook = ["ct state established,related accept"]
     else:
         family = "bridge"
         sel = {"out": f'iifname "{a_port}"', "in": f'oifname "{a_port}"'}
-        lines = []
+        hook = []
+    hook += [f"{sel['out']} jump acl_out", f"{sel['in']} jump acl_in"]
+    chains: dict[str, list[str]] = {"out": [], "in": []}
     for r in policy.rules:
         if policy.stateful and r.ethertype == ARP:
             continue
         for d in r.directions:
-            lines.append(_nft_match(r, d, sel[d]))
+            chains[d].append(_nft_match(r, d))
     if policy.default == "deny":
-        lines += [f"{sel['out']} drop", f"{sel['in']} drop"]
-    body = "\n".join(f"    {line}" for line in lines)
+        for lines in chains.values():
+            if lines[-1:] != ["drop"]:      # "deny-in" already is one
+                lines.append("drop")
+
+    def chain(name: str, head: list[str], lines: list[str]) -> str:
+        body = "\n".join(f"    {line}" for line in [*head, *lines])
+        return f"  chain {name} {{\n{body}\n  }}\n"
+
     return (f"table {family} {NFT_TABLE} {{\n"
-            f"  chain acl {{\n"
-            f"    type filter hook forward priority 0; policy accept;\n"
-            f"{body}\n  }}\n}}\n")
+            + chain("acl_out", [], chains["out"]) + chain("acl_in", [], chains["in"])
+            + chain("acl", ["type filter hook forward priority 0; policy accept;"], hook)
+            + "}\n")
 
 
 # --- OpenFlow (Open vSwitch) --------------------------------------------------------
