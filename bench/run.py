@@ -343,7 +343,11 @@ def format_policy(med: dict[str, Metrics]) -> str:
         parts = [f"TCP1 {_fmt(_ratio(m['tcp1'], b['tcp1']), '.2f')}x",
                  f"64B kpps {_fmt(_ratio(m['kpps'], b['kpps']), '.2f')}x"]
         if cfg.family != "bridge":
-            parts.append(f"us/frame {_fmt(_ratio(m['us'], b['us']), '.2f')}x")
+            # The difference in CPU per frame is what the policy costs, in
+            # the units bench/acl_bench.c prints (ns per classified frame).
+            extra = (f" ({(m['us'] - b['us']) * 1e3:+.0f} ns)"
+                     if m["us"] is not None and b["us"] is not None else "")
+            parts.append(f"us/frame {_fmt(_ratio(m['us'], b['us']), '.2f')}x{extra}")
         parts.append(f"ping {_fmt(_ratio(m['ping'], b['ping']), '.2f')}x")
         lines.append(f"{head}: " + ", ".join(parts) + f" of {base}")
     return "\n".join(lines)

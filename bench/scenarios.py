@@ -72,7 +72,7 @@ CONFIGS: tuple[Config, ...] = (
     Config("vsw-tap-acl100", "vswitchd", "tap", workers=1, acl_rules=100,
            ovs_match="ovs-tap-tso"),
     Config("vsw-tap-acl1000", "vswitchd", "tap", workers=1, acl_rules=1000,
-           ovs_match="ovs-tap-tso-ct1000", bridge_match="bridge-nft1000"),
+           ovs_match="ovs-tap-tso-ct1000", bridge_match="bridge-nft1000", quick=True),
     Config("vsw-tap-acl1000-stateful", "vswitchd", "tap", workers=1, acl_rules=1000,
            stateful=True, ovs_match="ovs-tap-tso-ct1000",
            bridge_match="bridge-nft1000-stateful"),
