@@ -15,13 +15,18 @@ PREFIX ?= /opt/vswitchd
 # Tools the tests and benchmarks drive for real.
 # libpcap0.8: `vswitchctl capture --filter` compiles filters with libpcap (ctypes).
 APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc clang \
-                libclang-rt-14-dev prometheus libpcap0.8
-APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool
+                libclang-rt-14-dev prometheus libpcap0.8 nftables
+APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool nft
 
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/cdef/*.h) csrc/build_fastpath.py
 FASTPATH := vswitchd/_fastpath.cpython-311-x86_64-linux-gnu.so
 
-.PHONY: help deps venv build run test test-unit test-e2e lint asan fuzz bench soak install clean
+ACL_BENCH := build/acl_bench
+ACL_BENCH_SRC := bench/acl_bench.c csrc/vs_acl.c csrc/vs_acl_key.c
+ACL_BENCH_ARGS ?=
+
+.PHONY: help deps venv build run test test-unit test-e2e lint asan fuzz bench acl-bench soak \
+        install clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -75,8 +80,16 @@ fuzz: deps  ## libFuzzer on the frame path and the GSO code, 10 min each (tests/
 soak: deps build  ## a long soak: traffic while ports churn, then check for leaks (SOAK_S=600)
 	VS_SOAK_S=$${SOAK_S:-600} $(PY) -m pytest -q -s tests/e2e/test_soak.py
 
-bench: deps build  ## benchmark against the Linux bridge and Open vSwitch (root, ~15 min)
+bench: deps build $(ACL_BENCH)  ## the ACL micro-benchmark, then vs the Linux bridge and Open vSwitch (root, ~25 min)
+	$(ACL_BENCH) $(ACL_BENCH_ARGS)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+$(ACL_BENCH): $(ACL_BENCH_SRC) csrc/vs_acl.h csrc/vs_frame.h csrc/vs_hash.h
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -Icsrc -o $@ $(ACL_BENCH_SRC)
+
+acl-bench: $(ACL_BENCH)  ## ns per classified frame in the ACL classifier, 10-10,000 rules (seconds, no root)
+	$(ACL_BENCH) $(ACL_BENCH_ARGS)
 
 install: deps  ## install to $(PREFIX), the unit to systemd, the config to /etc/vswitchd
 	$(PYTHON) -m venv $(PREFIX)

@@ -106,6 +106,23 @@ class OvsInstance:
         self.vsctl("add-port", bridge, ifname, "--", "set", "interface", ifname, "type=tap")
         wait_until(lambda: link_exists(ifname), 10, what=f"OVS tap {ifname}")
 
+    def ofport(self, ifname: str) -> int:
+        """The OpenFlow port number OVS gave interface `ifname`."""
+        port = int(self.vsctl("get", "Interface", ifname, "ofport").strip())
+        if port <= 0:
+            raise BenchError(f"OVS gave {ifname} no OpenFlow port ({port})")
+        return port
+
+    def replace_flows(self, bridge: str, flows: str) -> int:
+        """Replace `bridge`'s flow table (NORMAL) with `flows` (ovs-ofctl
+        add-flows text); returns how many flows the bridge then holds."""
+        path = self.dir / f"{bridge}.flows"
+        path.write_text(flows)
+        run(["ovs-ofctl", "del-flows", bridge], 30, env=self.env)
+        run(["ovs-ofctl", "add-flows", bridge, str(path)], 60, env=self.env)
+        out = run(["ovs-ofctl", "dump-aggregate", bridge], 30, env=self.env).stdout
+        return int(out.rsplit("flow_count=", 1)[1].split()[0])
+
     def add_system_port(self, bridge: str, ifname: str) -> None:
         """An existing interface (veth end), used through AF_PACKET."""
         self.vsctl("add-port", bridge, ifname)

@@ -10,9 +10,15 @@ ping RTT, iperf3 TCP with 1 and 4 streams (A -> B), and 64-byte frames from
 trafgen (forwarded kpps and switch CPU us per frame); 4-namespace rows run
 two single-stream iperf3 pairs at once (A -> B and C -> D) instead.
 
-Needs root, iperf3, ping, trafgen (netsniff-ng) and, for the ovs-* rows,
-openvswitch-switch; missing Debian packages are installed with apt-get
-(without starting any service).
+Policy rows (issue 10): the same ACL (bench/policy.py) on the sender's port
+in vswitchd (`vsw-tap-acl*`), as nftables rules on the Linux bridge
+(`bridge-nft*`) and as OpenFlow flows, with conntrack for the stateful
+variant, on Open vSwitch (`ovs-tap-tso-acl*`, `ovs-tap-tso-ct*`); the
+summary prints the policy targets and what the policy costs each switch.
+
+Needs root, iperf3, ping, trafgen (netsniff-ng), for the ovs-* rows
+openvswitch-switch and for the bridge-nft* rows nft (nftables); missing
+Debian packages are installed with apt-get (without starting any service).
 """
 
 from __future__ import annotations
@@ -60,16 +66,19 @@ class Sample:
     switch_log_tail: str = ""
     seconds: float = 0.0
     steal_pct: float | None = None     # hypervisor steal during this sample
+    policy: dict[str, Any] = field(default_factory=dict)   # policy rows: loaded, counters
 
 
 # Tools.
 
 
-def ensure_tools(need_ovs: bool) -> list[str]:
+def ensure_tools(need_ovs: bool, need_nft: bool = False) -> list[str]:
     """apt-get install what is missing; returns the names still missing."""
     pkgs = sorted({pkg for tool, pkg in TOOLS.items() if not shutil.which(tool)})
     if need_ovs and not ovs.available():
         pkgs.append("openvswitch-switch")
+    if need_nft and not shutil.which("nft"):
+        pkgs.append("nftables")
     if pkgs:
         print(f"bench: installing {' '.join(pkgs)}", flush=True)
         # Never let the package start the system's Open vSwitch service.
@@ -89,6 +98,8 @@ def ensure_tools(need_ovs: bool) -> list[str]:
     missing = [t for t in TOOLS if not shutil.which(t)]
     if need_ovs and not ovs.available():
         missing.append("ovs-vswitchd")
+    if need_nft and not shutil.which("nft"):
+        missing.append("nft")
     return missing
 
 
@@ -114,6 +125,13 @@ def measure(cfg: Config, run_no: int, args: argparse.Namespace, workdir: Path,
                     src, dst, args.blast, setup.switch_pid, workdir))
             else:
                 sample.pairs = traffic.as_dict(traffic.tcp(pairs, 1, args.duration, workdir))
+            if setup.policy_loaded:
+                sample.policy["loaded"] = setup.policy_loaded
+            if setup.policy_counters:
+                try:
+                    sample.policy["counters"] = setup.policy_counters()
+                except BenchError as e:
+                    sample.errors.append(f"policy counters: {e}")
             for part in (sample.tcp1, sample.tcp4, sample.pairs):
                 sample.errors += part.get("errors", [])
             for part in (sample.ping, sample.blast64):
@@ -205,6 +223,8 @@ def table(med: dict[str, Metrics]) -> str:
     return "\n".join(lines)
 
 
+ACL1000 = ("vsw-tap-acl1000", "vsw-tap-acl1000-stateful")
+
 # (vswitchd rows, metric, reference row, "min" ratio or "max" ratio, bound, label)
 TARGETS: tuple[tuple[tuple[str, ...], str, str, str, float, str], ...] = (
     (("vsw-tap-w1", "vsw-tap-w2"), "tcp1", "ovs-tap-tso", "min", 1.3,
@@ -222,6 +242,22 @@ TARGETS: tuple[tuple[tuple[str, ...], str, str, str, float, str], ...] = (
     (("vsw-tap-w1", "vsw-tap-w2", "vsw-tap-nooff-w1", "vsw-tap-nooff-w2",
       "vsw-netdev-w1", "vsw-netdev-w2"), "ping", "bridge", "max", 2.0,
      "ping <= 2x Linux bridge"),
+    # Port policy (issue 10): 1,000 rules against vswitchd without a policy,
+    # Open vSwitch with conntrack, and the Linux bridge with nftables.
+    (ACL1000, "tcp1", "vsw-tap-w1", "min", 0.95, "ACL 1000 rules TCP1 >= 95% of no-ACL"),
+    (ACL1000, "kpps", "vsw-tap-w1", "min", 0.95, "ACL 1000 rules 64B kpps >= 95% of no-ACL"),
+    (ACL1000, "tcp1", "ovs-tap-tso-ct1000", "min", 1.5,
+     "ACL 1000 rules TCP1 >= 1.5x OVS userspace+conntrack"),
+    (ACL1000, "kpps", "ovs-tap-tso-ct1000", "min", 1.5,
+     "ACL 1000 rules 64B kpps >= 1.5x OVS userspace+conntrack"),
+    (("vsw-tap-acl1000",), "tcp1", "bridge-nft1000", "min", 0.8,
+     "ACL 1000 rules TCP1 >= 0.8x bridge+nftables"),
+    (("vsw-tap-acl1000",), "kpps", "bridge-nft1000", "min", 0.8,
+     "ACL 1000 rules 64B kpps >= 0.8x bridge+nftables"),
+    (("vsw-tap-acl1000-stateful",), "tcp1", "bridge-nft1000-stateful", "min", 0.8,
+     "ACL 1000 rules TCP1 >= 0.8x bridge+nftables"),
+    (("vsw-tap-acl1000-stateful",), "kpps", "bridge-nft1000-stateful", "min", 0.8,
+     "ACL 1000 rules 64B kpps >= 0.8x bridge+nftables"),
 )
 
 
@@ -286,6 +322,37 @@ def format_floors(med: dict[str, Metrics]) -> str:
     return "\n".join(lines)
 
 
+# What a policy costs each switch: the policy rows against the same switch without one.
+
+POLICY_BASES = {"vswitchd": "vsw-tap-w1", "ovs": "ovs-tap-tso", "bridge": "bridge"}
+
+
+def format_policy(med: dict[str, Metrics]) -> str:
+    lines = []
+    for name, m in med.items():
+        cfg = BY_NAME[name]
+        if not cfg.acl_rules:
+            continue
+        base = POLICY_BASES.get(cfg.family, "")
+        b = med.get(base)
+        kind = "stateful" if cfg.stateful else "stateless"
+        head = f"{name} ({cfg.acl_rules} rules, {kind})"
+        if not b:
+            lines.append(f"{head}: ({base} not measured)")
+            continue
+        parts = [f"TCP1 {_fmt(_ratio(m['tcp1'], b['tcp1']), '.2f')}x",
+                 f"64B kpps {_fmt(_ratio(m['kpps'], b['kpps']), '.2f')}x"]
+        if cfg.family != "bridge":
+            # The difference in CPU per frame is what the policy costs, in
+            # the units bench/acl_bench.c prints (ns per classified frame).
+            extra = (f" ({(m['us'] - b['us']) * 1e3:+.0f} ns)"
+                     if m["us"] is not None and b["us"] is not None else "")
+            parts.append(f"us/frame {_fmt(_ratio(m['us'], b['us']), '.2f')}x{extra}")
+        parts.append(f"ping {_fmt(_ratio(m['ping'], b['ping']), '.2f')}x")
+        lines.append(f"{head}: " + ", ".join(parts) + f" of {base}")
+    return "\n".join(lines)
+
+
 # Main.
 
 
@@ -334,18 +401,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list:
         for c in CONFIGS:
-            print(f"{c.name:18} {c.family:8} {c.ports:9} hosts={c.hosts} "
+            print(f"{c.name:26} {c.family:8} {c.ports:9} hosts={c.hosts} "
                   f"{'quick' if c.quick else ''}")
         return 0
     if os.geteuid() != 0:
         print("bench: needs root (namespaces, TAPs, bridges)", file=sys.stderr)
         return 2
     configs = select(args)
-    missing = ensure_tools(any(c.family == "ovs" for c in configs))
+    missing = ensure_tools(any(c.family == "ovs" for c in configs),
+                           any(c.family == "bridge" and c.acl_rules for c in configs))
     if "ovs-vswitchd" in missing:
         print("bench: Open vSwitch unavailable, skipping the ovs-* rows", file=sys.stderr)
         configs = [c for c in configs if c.family != "ovs"]
         missing.remove("ovs-vswitchd")
+    if "nft" in missing:
+        print("bench: nft unavailable, skipping the bridge-nft* rows", file=sys.stderr)
+        configs = [c for c in configs if not (c.family == "bridge" and c.acl_rules)]
+        missing.remove("nft")
     if missing:
         print(f"bench: missing tools: {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -387,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
     if floors:
         print("\nKernel floor (wire-*: a bare forwarding loop with vswitchd's I/O between "
               "the same kind of ports, no switching):\n" + floors)
+    policy_lines = format_policy(med)
+    if policy_lines:
+        print("\nPort policy (bench/policy.py: N-1 rules that never match ahead of the one "
+              "that passes the traffic; against the same switch without a policy):\n"
+              + policy_lines)
     failures = [s for s in samples if s.errors]
     if failures:
         print("\nErrors:")

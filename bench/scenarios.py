@@ -10,12 +10,16 @@ ignored, so a second Ctrl-C cannot interrupt the cleanup half-way.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import policy
 from ovs import OvsInstance
+from proc import BenchError, in_netns, run
 from topology import LETTERS, Host, Topology
 from vswitchd_runner import PortSpec, VswitchdInstance
 from wire import WireInstance
@@ -36,6 +40,12 @@ class Config:
     # vswitchd only: a capture (`vswitchctl capture`) runs all along on one
     # more port, which carries no traffic: the cost an idle capture adds.
     capture: bool = False
+    acl_rules: int = 0               # policy rows: rules on host A's port (bench/policy.py)
+    stateful: bool = False           # policy rows: the stateful variant
+
+    @property
+    def policy(self) -> policy.Policy | None:
+        return policy.bench_policy(self.acl_rules, self.stateful) if self.acl_rules else None
 
 
 CONFIGS: tuple[Config, ...] = (
@@ -61,6 +71,22 @@ CONFIGS: tuple[Config, ...] = (
            bridge_match="bridge-4ns"),
     Config("vsw-tap-4ns-w2", "vswitchd", "tap", hosts=4, workers=2,
            bridge_match="bridge-4ns"),
+    # Port policy (issue 10): the same rules on host A's port in each switch,
+    # the measured traffic matched behind N-1 rules that never match it.
+    Config("vsw-tap-acl1", "vswitchd", "tap", workers=1, acl_rules=1, ovs_match="ovs-tap-tso"),
+    Config("vsw-tap-acl100", "vswitchd", "tap", workers=1, acl_rules=100,
+           ovs_match="ovs-tap-tso"),
+    Config("vsw-tap-acl1000", "vswitchd", "tap", workers=1, acl_rules=1000,
+           ovs_match="ovs-tap-tso-ct1000", bridge_match="bridge-nft1000", quick=True),
+    Config("vsw-tap-acl1000-stateful", "vswitchd", "tap", workers=1, acl_rules=1000,
+           stateful=True, ovs_match="ovs-tap-tso-ct1000",
+           bridge_match="bridge-nft1000-stateful"),
+    Config("bridge-nft1000", "bridge", "veth", acl_rules=1000),
+    Config("bridge-nft1000-stateful", "bridge", "veth", acl_rules=1000, stateful=True),
+    Config("ovs-tap-tso-acl1000", "ovs", "tap-tso", acl_rules=1000,
+           bridge_match="bridge-nft1000"),
+    Config("ovs-tap-tso-ct1000", "ovs", "tap-tso", acl_rules=1000, stateful=True,
+           bridge_match="bridge-nft1000-stateful"),
 )
 BY_NAME = {c.name: c for c in CONFIGS}
 
@@ -70,6 +96,11 @@ class Setup:
     hosts: list[Host]
     switch_pid: int | None
     switch_log: Path | None = None
+    # Policy rows: what was loaded (rule/flow counts), and a function that
+    # reads the switch's policy counters after the traffic (for the record:
+    # the measured traffic went through the rule meant to pass it).
+    policy_loaded: dict[str, Any] = field(default_factory=dict)
+    policy_counters: Callable[[], dict[str, Any]] | None = None
 
     def pairs(self) -> list[tuple[Host, Host]]:
         """A->B, and C->D when there are four hosts."""
@@ -93,7 +124,9 @@ def build(cfg: Config, workdir: Path, code_dir: Path) -> Iterator[Setup]:
     """Set up `cfg` under `workdir` (vswitchd from `code_dir`); tear it all down on exit."""
     with _shielded_exit(contextlib.ExitStack()) as stack:
         topo = stack.enter_context(Topology())
-        if cfg.family == "bridge":
+        if cfg.family == "bridge" and cfg.policy:
+            yield _bridge_nft(cfg, topo, workdir)
+        elif cfg.family == "bridge":
             yield Setup(topo.bridge_hosts(cfg.hosts), None)
         elif cfg.family == "ovs":
             yield _ovs(cfg, topo, stack, workdir)
@@ -101,6 +134,28 @@ def build(cfg: Config, workdir: Path, code_dir: Path) -> Iterator[Setup]:
             yield _wire(cfg, topo, stack, workdir)
         else:
             yield _vswitchd(cfg, topo, stack, workdir, code_dir)
+
+
+def _bridge_nft(cfg: Config, topo: Topology, workdir: Path) -> Setup:
+    """The Linux bridge with the row's policy as nftables rules.
+
+    The bridge lives in a namespace of its own, so its ruleset and the
+    br_netfilter switch the stateful variant needs (bridged IP through the
+    inet hooks and conntrack) are the namespace's, not the host's."""
+    pol = cfg.policy
+    assert pol is not None
+    sw_ns = topo.add_netns("s")
+    hosts = topo.bridge_hosts(cfg.hosts, switch_ns=sw_ns)
+    a_port = topo.name("ha")
+    run(in_netns(sw_ns, "sysctl", "-qw",
+                 f"net.bridge.bridge-nf-call-iptables={1 if pol.stateful else 0}"), 10)
+    script = workdir / "nft.rules"
+    script.write_text(policy.nft_ruleset(pol, a_port, hosts[0].ip))
+    run(in_netns(sw_ns, "nft", "-f", str(script)), 60)
+    listed = json.loads(run(in_netns(sw_ns, "nft", "-j", "list", "ruleset"), 30).stdout)
+    n = sum(1 for item in listed.get("nftables", []) if "rule" in item)
+    return Setup(hosts, None, policy_loaded={"nft_rules": n, "family": "inet" if pol.stateful
+                                             else "bridge"})
 
 
 def _ovs(cfg: Config, topo: Topology, stack: contextlib.ExitStack, workdir: Path) -> Setup:
@@ -123,7 +178,31 @@ def _ovs(cfg: Config, topo: Topology, stack: contextlib.ExitStack, workdir: Path
             topo.links.append(tap)      # in case OVS exits before we move it
             ovs.add_tap_port(br, tap)
             hosts.append(topo.host_on_tap(i, ns, tap))
-    return Setup(hosts, ovs.pid, workdir / "ovs" / "ovs-vswitchd.log")
+    setup = Setup(hosts, ovs.pid, workdir / "ovs" / "ovs-vswitchd.log")
+    pol = cfg.policy
+    if pol:
+        a_tap = topo.name("ta") if cfg.ports != "veth" else topo.name("ha")
+        flows = policy.openflow_flows(pol, ovs.ofport(a_tap), hosts[0].mac)
+        setup.policy_loaded = {"openflow_flows": ovs.replace_flows(br, flows)}
+        setup.policy_counters = lambda: _ovs_counters(ovs, br)
+    return setup
+
+
+def _ovs_counters(ovs: OvsInstance, br: str) -> dict[str, Any]:
+    """Packets per flow that is not a filler (a filler never matches: 0)."""
+    out = run(["ovs-ofctl", "dump-flows", br], 30, env=ovs.env).stdout
+    flows: dict[str, Any] = {}
+    fillers = 0
+    for line in out.splitlines():
+        if "n_packets=" not in line:
+            continue
+        packets = int(line.split("n_packets=", 1)[1].split(",", 1)[0])
+        spec = line.split("priority=", 1)[-1]
+        if policy.is_filler_flow(spec):
+            fillers += packets
+        else:
+            flows[spec] = packets
+    return {"flows": flows, "filler_packets": fillers}
 
 
 def _wire(cfg: Config, topo: Topology, stack: contextlib.ExitStack, workdir: Path) -> Setup:
@@ -148,18 +227,24 @@ def _wire(cfg: Config, topo: Topology, stack: contextlib.ExitStack, workdir: Pat
 
 def _vswitchd(cfg: Config, topo: Topology, stack: contextlib.ExitStack,
               workdir: Path, code_dir: Path) -> Setup:
+    pol = cfg.policy
+    acl_sets = {"bench": policy.vswitchd_rules(pol)} if pol else None
+    # The policy goes on host A's port (p0): A is the sender, the "VM".
+    acl_keys: dict[str, Any] = {"acls": ("bench",), "acl_default": pol.default} if pol else {}
     ports: list[PortSpec] = []
     ns_ifs: list[tuple[str, str]] = []
     if cfg.ports == "netdev":
         for ns, ns_if, host_if in topo.veth_hosts(cfg.hosts):
-            ports.append(PortSpec(name=f"p{len(ports)}", type="netdev", ifname=host_if))
+            ports.append(PortSpec(name=f"p{len(ports)}", type="netdev", ifname=host_if,
+                                  **(acl_keys if not ports else {})))
             ns_ifs.append((ns, ns_if))
     else:
         for letter in LETTERS[:cfg.hosts]:
             ns = topo.add_netns(letter)
             tap = topo.name(f"t{letter}")
             ports.append(PortSpec(name=f"p{len(ports)}", type="tap", ifname=tap, netns=ns,
-                                  offload=cfg.ports != "tap-nooff"))
+                                  offload=cfg.ports != "tap-nooff",
+                                  **(acl_keys if not ports else {})))
             topo.track_ns_link(ns, tap)
             ns_ifs.append((ns, tap))
     if cfg.capture:
@@ -175,7 +260,7 @@ def _vswitchd(cfg: Config, topo: Topology, stack: contextlib.ExitStack,
     early = cfg.ports == "netdev"
     hosts = [topo.configure_host(i, ns, ifname) for i, (ns, ifname) in enumerate(ns_ifs)
              ] if early else []
-    sw = VswitchdInstance(workdir / "vswitchd", ports, cfg.workers, code_dir)
+    sw = VswitchdInstance(workdir / "vswitchd", ports, cfg.workers, code_dir, acl_sets)
     stack.callback(sw.stop)
     sw.start()
     if cfg.capture:
@@ -183,4 +268,28 @@ def _vswitchd(cfg: Config, topo: Topology, stack: contextlib.ExitStack,
         stack.callback(capture.stop)
     if not early:
         hosts = [topo.configure_host(i, ns, ifname) for i, (ns, ifname) in enumerate(ns_ifs)]
-    return Setup(hosts, sw.pid, sw.dir / "vswitchd.log")
+    setup = Setup(hosts, sw.pid, sw.dir / "vswitchd.log")
+    if pol:
+        report = _vswitchd_acl(sw)
+        loaded = len(report["rules"])
+        if loaded != len(pol.rules):
+            raise BenchError(f"vswitchd loaded {loaded} ACL rules on p0, "
+                             f"the policy has {len(pol.rules)}")
+        setup.policy_loaded = {"vswitchd_rules": loaded}
+        setup.policy_counters = lambda: _vswitchd_counters(sw)
+    return setup
+
+
+def _vswitchd_acl(sw: VswitchdInstance) -> dict[str, Any]:
+    res = run([*sw.cli_cmd(), "--json", "acl", "show", "--port", "p0"], 15, cwd=sw.code)
+    [report] = json.loads(res.stdout)
+    return dict(report)
+
+
+def _vswitchd_counters(sw: VswitchdInstance) -> dict[str, Any]:
+    """Packets per rule that is not a filler, fillers' total (0), the default's."""
+    report = _vswitchd_acl(sw)
+    rules = {r["rule"]: r["packets"] for r in report["rules"] if not r["rule"].startswith("f")}
+    fillers = sum(r["packets"] for r in report["rules"] if r["rule"].startswith("f"))
+    return {"rules": rules, "filler_packets": fillers, "default": report["default"],
+            "sessions": report.get("sessions")}

@@ -72,18 +72,27 @@ class Topology:
         run(["ip", "-n", ns, "link", "set", "lo", "up"], 10)
         return ns
 
-    def add_veth(self, host_if: str, ns_if: str, ns: str) -> None:
-        """A veth pair: `host_if` stays here (up), `ns_if` goes into `ns`."""
-        run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if], 10)
-        self.links.append(host_if)
-        run(["ip", "link", "set", ns_if, "netns", ns], 10)
-        run(["ip", "link", "set", host_if, "up"], 10)
+    def add_veth(self, host_if: str, ns_if: str, ns: str, switch_ns: str | None = None) -> None:
+        """A veth pair: `host_if` stays here (or in `switch_ns`), up; `ns_if`
+        goes into `ns`."""
+        ip = ["ip"] + (["-n", switch_ns] if switch_ns else [])
+        run([*ip, "link", "add", host_if, "type", "veth", "peer", "name", ns_if], 10)
+        if switch_ns:
+            self.track_ns_link(switch_ns, host_if)
+        else:
+            self.links.append(host_if)
+        run([*ip, "link", "set", ns_if, "netns", ns], 10)
+        run([*ip, "link", "set", host_if, "up"], 10)
 
-    def add_bridge(self) -> str:
+    def add_bridge(self, switch_ns: str | None = None) -> str:
         br = self.name("br")
-        run(["ip", "link", "add", br, "type", "bridge"], 10)
-        self.links.append(br)
-        run(["ip", "link", "set", br, "up"], 10)
+        ip = ["ip"] + (["-n", switch_ns] if switch_ns else [])
+        run([*ip, "link", "add", br, "type", "bridge"], 10)
+        if switch_ns:
+            self.track_ns_link(switch_ns, br)
+        else:
+            self.links.append(br)
+        run([*ip, "link", "set", br, "up"], 10)
         return br
 
     def track_ns_link(self, ns: str, ifname: str) -> None:
@@ -106,22 +115,27 @@ class Topology:
 
     # Whole topologies.
 
-    def veth_hosts(self, count: int) -> list[tuple[str, str, str]]:
-        """`count` namespaces each with a veth pair; returns (ns, ns_if, host_if)."""
+    def veth_hosts(self, count: int,
+                   switch_ns: str | None = None) -> list[tuple[str, str, str]]:
+        """`count` namespaces each with a veth pair whose other end is here (or
+        in `switch_ns`); returns (ns, ns_if, host_if)."""
         out = []
         for letter in LETTERS[:count]:
             ns = self.add_netns(letter)
             host_if, ns_if = self.name(f"h{letter}"), self.name(f"n{letter}")
-            self.add_veth(host_if, ns_if, ns)
+            self.add_veth(host_if, ns_if, ns, switch_ns)
             out.append((ns, ns_if, host_if))
         return out
 
-    def bridge_hosts(self, count: int) -> list[Host]:
-        """The Linux bridge reference: `count` namespaces on one bridge."""
-        br = self.add_bridge()
+    def bridge_hosts(self, count: int, switch_ns: str | None = None) -> list[Host]:
+        """The Linux bridge reference: `count` namespaces on one bridge, which
+        lives here or in `switch_ns` (the nftables rows keep their bridge,
+        its rules and its br_netfilter setting out of the host's namespace)."""
+        br = self.add_bridge(switch_ns)
+        ip = ["ip"] + (["-n", switch_ns] if switch_ns else [])
         hosts = []
-        for i, (ns, ns_if, host_if) in enumerate(self.veth_hosts(count)):
-            run(["ip", "link", "set", host_if, "master", br], 10)
+        for i, (ns, ns_if, host_if) in enumerate(self.veth_hosts(count, switch_ns)):
+            run([*ip, "link", "set", host_if, "master", br], 10)
             hosts.append(self.configure_host(i, ns, ns_if))
         return hosts
 

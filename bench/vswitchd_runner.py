@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from policy import toml_inline
 from proc import BenchError, Managed, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,19 +49,33 @@ class PortSpec:
     netns: str | None = None  # tap only
     offload: bool = True      # csum and tso together
     vlan: int | None = None   # access VLAN (default: the switch's, 1)
+    acls: tuple[str, ...] = ()          # ACL sets of the port (policy rows)
+    acl_default: str | None = None
 
 
-def render_config(ports: list[PortSpec], workers: int, socket: Path) -> str:
+AclSets = dict[str, list[dict[str, object]]]
+
+
+def render_config(ports: list[PortSpec], workers: int, socket: Path,
+                  acl_sets: AclSets | None = None) -> str:
     """The TOML text for `ports` (pure, so it can be eyeballed in the JSON dump)."""
     lines = ["[switch]", f"workers = {workers}", "",
              "[management]", f'socket = "{socket}"', "",
              "[metrics]", 'listen = ""', ""]
+    for name, rules in (acl_sets or {}).items():
+        lines += [f"[acls.{name}]", "rules = ["]
+        lines += [f"  {toml_inline(r)}," for r in rules]
+        lines += ["]", ""]
     for p in ports:
         lines += [f"[ports.{p.name}]", f'type = "{p.type}"', f'ifname = "{p.ifname}"']
         if p.netns:
             lines.append(f'netns = "{p.netns}"')
         if p.vlan is not None:
             lines.append(f"vlan = {p.vlan}")
+        if p.acls:
+            lines.append("acls = [" + ", ".join(f'"{a}"' for a in p.acls) + "]")
+        if p.acl_default:
+            lines.append(f'acl_default = "{p.acl_default}"')
         flag = "true" if p.offload else "false"
         lines += [f"offload = {{ csum = {flag}, tso = {flag} }}", ""]
     return "\n".join(lines)
@@ -70,8 +85,9 @@ class VswitchdInstance:
     """One daemon; start()/stop() are symmetric, stop() is safe to repeat."""
 
     def __init__(self, workdir: Path, ports: list[PortSpec], workers: int,
-                 code_dir: Path = REPO) -> None:
+                 code_dir: Path = REPO, acl_sets: AclSets | None = None) -> None:
         self.dir = workdir
+        self.acl_sets = acl_sets
         self.code = str(code_dir)
         self.ports = ports
         self.workers = workers
@@ -86,7 +102,8 @@ class VswitchdInstance:
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(render_config(self.ports, self.workers, self.socket))
+        self.config_path.write_text(render_config(self.ports, self.workers, self.socket,
+                                                  self.acl_sets))
         self.proc = Managed("vswitchd", [sys.executable, "-m", "vswitchd.daemon",
                                          "--config", str(self.config_path)],
                             log_path=self.dir / "vswitchd.log", cwd=self.code)
@@ -109,9 +126,13 @@ class VswitchdInstance:
         raise BenchError(f"vswitchd not ready after {START_TIMEOUT_S:g} s ({last}):\n"
                          f"{self.proc.log_tail()}")
 
+    def cli_cmd(self) -> list[str]:
+        """vswitchctl for this daemon, as a command prefix (run it with cwd=self.code)."""
+        return [sys.executable, "-m", "vswitchd.cli", "--socket", str(self.socket),
+                "--timeout", "5"]
+
     def show(self) -> dict[str, Any]:
-        res = run([sys.executable, "-m", "vswitchd.cli", "--socket", str(self.socket),
-                   "--timeout", "5", "show", "--json"], 15, cwd=self.code)
+        res = run([*self.cli_cmd(), "show", "--json"], 15, cwd=self.code)
         return dict(json.loads(res.stdout))
 
     def cli(self, *args: str) -> str:
