@@ -33,6 +33,8 @@ struct entry {
 /* Tuple space search: the entries of one mask, by masked key. */
 struct table {
     uint64_t mask[KEY_WORDS];
+    uint8_t words[KEY_WORDS];   /* the words 'mask' covers: the only ones hashed */
+    uint32_t n_words;
     uint32_t best_weight;
     uint32_t slot_mask;         /* slots - 1 */
     int32_t *slots;             /* entry index, -1 = empty */
@@ -50,6 +52,15 @@ struct dir_class {
     uint32_t n_l4_deny;
 };
 
+/* One slot of a context's decision cache (vs_acl_classify()). */
+struct cache_entry {
+    uint64_t key[KEY_WORDS];
+    int32_t decider;            /* index into the direction's decisive entries, -1 */
+    uint8_t tag;                /* 0 empty, else direction index + 1 */
+    uint8_t n_meters;
+    uint32_t meters[VS_ACL_CACHE_METERS];   /* rule indices */
+};
+
 struct vs_acl {
     struct vs_acl_rule *rules;
     uint32_t n_rules;
@@ -60,6 +71,7 @@ struct vs_acl {
     uint32_t n_ctx;
     uint32_t row_len;           /* counters per context */
     uint64_t *counters;         /* n_ctx rows of row_len */
+    struct cache_entry *cache;  /* n_ctx rows of VS_ACL_CACHE_SIZE */
 };
 
 static int
@@ -74,14 +86,32 @@ key_words(const struct vs_acl_key *key, uint64_t *w)
     memcpy(w, key, sizeof *key);
 }
 
+/* Hashes the words of 'k' that table 'tb''s mask covers: a multiply per
+ * word and one full mix at the end (a table over a /24 and a port hashes
+ * two words, not seven: measured, the per-table cost is what a policy of
+ * many masks pays). */
 static uint64_t
-hash_masked(const uint64_t *k, const uint64_t *mask, uint64_t seed)
+hash_masked(const uint64_t *k, const struct table *tb, uint64_t seed)
 {
     uint64_t h = seed;
-    for (int i = 0; i < KEY_WORDS; i++) {
-        h = vs_hash64(h ^ (k[i] & mask[i]), seed + (uint64_t) i);
+    for (uint32_t i = 0; i < tb->n_words; i++) {
+        uint32_t w = tb->words[i];
+        h = (h ^ (k[w] & tb->mask[w])) * UINT64_C(0x9e3779b97f4a7c15);
+        h ^= h >> 29;
     }
-    return h;
+    return vs_hash64(h, seed);
+}
+
+/* Whether table entry 'e' matches 'k', comparing only the table's words. */
+static int
+table_entry_matches(const struct entry *e, const struct table *tb, const uint64_t *k)
+{
+    uint64_t diff = 0;
+    for (uint32_t i = 0; i < tb->n_words; i++) {
+        uint32_t w = tb->words[i];
+        diff |= (k[w] & tb->mask[w]) ^ e->value[w];
+    }
+    return diff == 0;
 }
 
 static int
@@ -206,6 +236,11 @@ build_tables(struct dir_class *dc, uint64_t seed)
         }
         if (t == dc->n_tables) {
             memcpy(dc->tables[t].mask, e->mask, sizeof e->mask);
+            for (uint32_t w = 0; w < KEY_WORDS; w++) {
+                if (e->mask[w]) {
+                    dc->tables[t].words[dc->tables[t].n_words++] = (uint8_t) w;
+                }
+            }
             dc->tables[t].best_weight = e->weight;
             dc->n_tables++;
         }
@@ -229,7 +264,7 @@ build_tables(struct dir_class *dc, uint64_t seed)
     for (uint32_t i = 0; i < dc->n_decisive && !error; i++) {
         struct table *t = &dc->tables[table_of[i]];
         const struct entry *e = &dc->decisive[i];
-        uint64_t h = hash_masked(e->value, t->mask, seed);
+        uint64_t h = hash_masked(e->value, t, seed);
         for (uint32_t s = (uint32_t) h & t->slot_mask;; s = (s + 1) & t->slot_mask) {
             int32_t cur = t->slots[s];
             if (cur < 0) {
@@ -244,6 +279,19 @@ build_tables(struct dir_class *dc, uint64_t seed)
     free(counts);
     free(table_of);
     return error;
+}
+
+static void
+free_tables(struct dir_class *dc)
+{
+    if (dc->tables) {
+        for (uint32_t t = 0; t < dc->n_tables; t++) {
+            free(dc->tables[t].slots);
+        }
+    }
+    free(dc->tables);
+    dc->tables = NULL;
+    dc->n_tables = 0;
 }
 
 static int
@@ -283,8 +331,17 @@ compile_dir(struct vs_acl *acl, int dir, struct dir_class *dc)
         dc->decisive[dc->n_decisive++] = all[i];
     }
     free(all);
-    if (dc->n_decisive > VS_ACL_LINEAR_MAX) {
-        return build_tables(dc, acl->seed);
+    if (dc->n_decisive <= VS_ACL_LINEAR_MIN) {
+        return 0;
+    }
+    error = build_tables(dc, acl->seed);
+    if (error) {
+        return error;
+    }
+    /* A table probe costs about two masked compares (bench/acl_bench.c):
+     * a short list over many masks scans faster than it hashes. */
+    if (dc->n_decisive <= VS_ACL_LINEAR_MAX && dc->n_tables * 2 >= dc->n_decisive) {
+        free_tables(dc);
     }
     return 0;
 }
@@ -331,7 +388,8 @@ vs_acl_new(const struct vs_acl_rule *rules, uint32_t n_rules,
     acl->n_ctx = n_ctx;
     acl->row_len = 2 * n_rules + 4;
     acl->counters = calloc((size_t) n_ctx * acl->row_len, sizeof(uint64_t));
-    if (!acl->rules || !acl->counters) {
+    acl->cache = calloc((size_t) n_ctx * VS_ACL_CACHE_SIZE, sizeof *acl->cache);
+    if (!acl->rules || !acl->counters || !acl->cache) {
         vs_acl_free(acl);
         return ENOMEM;
     }
@@ -359,18 +417,14 @@ vs_acl_free(struct vs_acl *acl)
     }
     for (int d = 0; d < 2; d++) {
         struct dir_class *dc = &acl->dirs[d];
-        if (dc->tables) {
-            for (uint32_t t = 0; t < dc->n_tables; t++) {
-                free(dc->tables[t].slots);
-            }
-        }
-        free(dc->tables);
+        free_tables(dc);
         free(dc->decisive);
         free(dc->meters);
         free(dc->l4_deny);
     }
     free(acl->rules);
     free(acl->counters);
+    free(acl->cache);
     free(acl);
 }
 
@@ -443,14 +497,14 @@ lookup_tables(const struct dir_class *dc, const uint64_t *k, uint64_t seed)
         if (best >= 0 && tb->best_weight <= best_w) {
             break;      /* no entry of this or a later table outweighs it */
         }
-        uint64_t h = hash_masked(k, tb->mask, seed);
+        uint64_t h = hash_masked(k, tb, seed);
         for (uint32_t s = (uint32_t) h & tb->slot_mask;; s = (s + 1) & tb->slot_mask) {
             int32_t cur = tb->slots[s];
             if (cur < 0) {
                 break;
             }
             const struct entry *e = &dc->decisive[cur];
-            if (entry_matches(e, k)) {
+            if (table_entry_matches(e, tb, k)) {
                 if (best < 0 || e->weight > best_w) {
                     best = cur;
                     best_w = e->weight;
@@ -462,19 +516,15 @@ lookup_tables(const struct dir_class *dc, const uint64_t *k, uint64_t seed)
     return best;
 }
 
-/* Classifies 'key' in direction 'dir': the deciding rule or the default,
- * into '*out'.  Counts meters that outweigh the decision and the decision
- * itself in context 'ctx''s row, unless 'count' is zero. */
-void
-vs_acl_classify(const struct vs_acl *acl, int dir, const struct vs_acl_key *key,
-                uint32_t ctx, uint64_t bytes, int count,
-                struct vs_acl_verdict *out)
+/* The decision for 'k' in 'dc' by search: the deciding entry's index or
+ * -1, and into 'meters' (up to 'max_meters', counted in '*n_meters', which
+ * may exceed it) the rules of the meters that outweigh it and match. */
+static int32_t
+search(const struct vs_acl *acl, const struct dir_class *dc, const uint64_t *k,
+       uint32_t *meters, uint32_t max_meters, uint32_t *n_meters)
 {
-    const struct dir_class *dc = &acl->dirs[dir_index(dir)];
-    uint64_t k[KEY_WORDS];
     int32_t best = -1;
 
-    key_words(key, k);
     if (dc->tables) {
         best = lookup_tables(dc, k, acl->seed);
     } else {
@@ -486,19 +536,110 @@ vs_acl_classify(const struct vs_acl *acl, int dir, const struct vs_acl_key *key,
         }
     }
     const struct entry *decider = best >= 0 ? &dc->decisive[best] : NULL;
-    if (count) {
-        for (uint32_t i = 0; i < dc->n_meters; i++) {
-            const struct entry *m = &dc->meters[i];
-            if (decider && m->weight < decider->weight) {
-                break;
+    *n_meters = 0;
+    for (uint32_t i = 0; i < dc->n_meters; i++) {
+        const struct entry *m = &dc->meters[i];
+        if (decider && m->weight < decider->weight) {
+            break;
+        }
+        /* The entries of one rule cover disjoint port prefixes: at most
+         * one of them matches, so a meter counts once. */
+        if (entry_matches(m, k)) {
+            if (*n_meters < max_meters) {
+                meters[*n_meters] = m->rule;
             }
-            /* The entries of one rule cover disjoint port prefixes: at
-             * most one of them matches, so a meter counts once. */
-            if (entry_matches(m, k)) {
-                vs_acl_count(acl, dir, (int32_t) m->rule, ctx, bytes);
-            }
+            (*n_meters)++;
         }
     }
+    return best;
+}
+
+static uint64_t
+hash_key(const uint64_t *k, uint64_t seed)
+{
+    uint64_t h = seed;
+    for (int i = 0; i < KEY_WORDS; i++) {
+        h = (h ^ k[i]) * UINT64_C(0x9e3779b97f4a7c15);
+        h ^= h >> 29;
+    }
+    return vs_hash64(h, seed);
+}
+
+/* Classifies 'key' in direction 'dir': the deciding rule or the default,
+ * into '*out'.  Counts meters that outweigh the decision and the decision
+ * itself in context 'ctx''s row, unless 'count' is zero (then nothing at
+ * all is written: trace, tests).
+ *
+ * Counting callers of a tuple space search go through the context's
+ * decision cache first (as Open vSwitch's exact-match cache): the last two
+ * keys seen in a set and what they decided.  The ACL is immutable, so an entry is right for as long as
+ * the ACL lives; each context writes only its own slots. */
+void
+vs_acl_classify(const struct vs_acl *acl, int dir, const struct vs_acl_key *key,
+                uint32_t ctx, uint64_t bytes, int count,
+                struct vs_acl_verdict *out)
+{
+    const struct dir_class *dc = &acl->dirs[dir_index(dir)];
+    uint64_t k[KEY_WORDS];
+    uint32_t meters[VS_ACL_CACHE_METERS + 1];
+    uint32_t n_meters = 0;
+    int32_t best;
+
+    key_words(key, k);
+    /* tcp_flags (the key's last byte) is never matched: keep it out of
+     * the cache key, so a flow's SYN and its data share an entry. */
+    k[KEY_WORDS - 1] &= ~(UINT64_C(0xff) << 56);
+    struct cache_entry *ce = NULL;
+    uint8_t tag = (uint8_t) (dir_index(dir) + 1);
+    /* A linear scan of a few entries costs what a cache lookup does
+     * (bench/acl_bench.c): only searches through tables are cached. */
+    if (count && ctx < acl->n_ctx && dc->tables) {
+        /* Two ways per set: a new key goes in way 0, pushing way 0 to 1. */
+        uint64_t h = hash_key(k, acl->seed) ^ (uint64_t) tag;
+        struct cache_entry *set = &acl->cache[(size_t) ctx * VS_ACL_CACHE_SIZE
+                                              + (h & (VS_ACL_CACHE_SIZE / 2 - 1)) * 2];
+        for (int way = 0; way < 2; way++) {
+            if (set[way].tag == tag && !memcmp(set[way].key, k, sizeof k)) {
+                best = set[way].decider;
+                n_meters = set[way].n_meters;
+                memcpy(meters, set[way].meters, n_meters * sizeof *meters);
+                goto decided;
+            }
+        }
+        set[1] = set[0];
+        ce = &set[0];
+    }
+    best = search(acl, dc, k, meters, VS_ACL_CACHE_METERS, &n_meters);
+    if (n_meters > VS_ACL_CACHE_METERS) {
+        /* More meters than an entry holds: count them by a search that
+         * keeps them all, and cache nothing. */
+        ce = NULL;
+        if (count) {
+            for (uint32_t i = 0; i < dc->n_meters; i++) {
+                const struct entry *m = &dc->meters[i];
+                if (best >= 0 && m->weight < dc->decisive[best].weight) {
+                    break;
+                }
+                if (entry_matches(m, k)) {
+                    vs_acl_count(acl, dir, (int32_t) m->rule, ctx, bytes);
+                }
+            }
+        }
+        n_meters = 0;
+    } else if (ce) {
+        memcpy(ce->key, k, sizeof k);
+        ce->tag = tag;
+        ce->decider = best;
+        ce->n_meters = (uint8_t) n_meters;
+        memcpy(ce->meters, meters, n_meters * sizeof *meters);
+    }
+decided:
+    if (count) {
+        for (uint32_t i = 0; i < n_meters; i++) {
+            vs_acl_count(acl, dir, (int32_t) meters[i], ctx, bytes);
+        }
+    }
+    const struct entry *decider = best >= 0 ? &dc->decisive[best] : NULL;
     if (decider) {
         out->action = decider->action;
         out->rule = (int32_t) decider->rule;

@@ -23,8 +23,10 @@
  *  - A port range is expanded into the prefixes that cover it (at most 30
  *    per field), so every entry is a (value, mask) pair over the 56-byte key
  *    and a match is `(key & mask) == value`, seven 64-bit words.
- *  - Up to VS_ACL_LINEAR_MAX decisive entries per direction are scanned in
- *    weight order: for a handful of rules nothing beats a short loop.
+ *  - Up to VS_ACL_LINEAR_MIN decisive entries per direction are scanned in
+ *    weight order: for a handful of rules nothing beats a short loop; up
+ *    to VS_ACL_LINEAR_MAX, too, when they use so many masks that a tuple
+ *    space search would probe at least half as many tables.
  *  - Beyond that, tuple space search (Srinivasan et al., as Open vSwitch's
  *    classifier): entries with the same mask share a hash table keyed by
  *    the masked key, holding the best entry per key; tables are visited in
@@ -34,6 +36,9 @@
  *    cost a few hash probes.
  *  - Meters never decide, so they sit apart in a linear list and are
  *    counted when they outweigh the decision; policies have few of them.
+ *  - In front of both, a small decision cache per context (key -> what it
+ *    decided, which meters it hit), so the frames of a flow after its first
+ *    cost one hash and one compare whatever the policy's size.
  *
  * Counters: per rule and per (direction, default action), packets and
  * bytes, one row per switch context; each context is the only writer of its
@@ -69,6 +74,11 @@
 #define VS_ACL_F_L4_MISSING 0x40
 #define VS_ACL_F_FRAG 0x80
 
+/* Per-context decision cache: slots, and meters an entry remembers. */
+#define VS_ACL_CACHE_SIZE 512
+#define VS_ACL_CACHE_METERS 4
+
+#define VS_ACL_LINEAR_MIN 4
 #define VS_ACL_LINEAR_MAX 16
 #define VS_ACL_MAX_RULES 65536
 

@@ -206,13 +206,17 @@ class Sessions:
 
 
 def classify(acl: Acl, frame: bytes, vlan: int, direction: str,
-             type_off: int = 12) -> tuple[str, int | None]:
+             type_off: int = 12, counting_as: int | None = None) -> tuple[str, int | None]:
     """What ``acl`` decides for ``frame`` (EtherType at ``type_off``) in
-    VLAN ``vlan`` travelling ``direction``, counting nothing: ("allow" or
-    "deny", index of the deciding rule or None for the default)."""
+    VLAN ``vlan`` travelling ``direction``: ("allow" or "deny", index of the
+    deciding rule or None for the default).  Counts nothing, unless
+    ``counting_as`` names a context (tests: the path workers take, through
+    that context's decision cache)."""
     key = ffi.new("struct vs_acl_key *")
     lib.vs_acl_parse(frame, len(frame), type_off, vlan, DIRECTIONS[direction], key)
     out = ffi.new("struct vs_acl_verdict *")
-    lib.vs_acl_classify(acl.c_acl, DIRECTIONS[direction], key, 0, len(frame), 0, out)
+    ctx = 0 if counting_as is None else counting_as
+    lib.vs_acl_classify(acl.c_acl, DIRECTIONS[direction], key, ctx, len(frame),
+                        int(counting_as is not None), out)
     action = "deny" if out.action == lib.VS_ACL_DENY else "allow"
     return action, (None if out.rule < 0 else int(out.rule))

@@ -338,5 +338,9 @@ def test_tuple_space_search_agrees_with_the_linear_semantics(n_rules):
             action, index = classify(acl, bytes(frame), 10, direction)
             assert index == want, (direction, remote, proto, lport, rport)
             assert action == ("allow" if want is None else rs[want].action)
+            # The workers' path, twice: through the decision cache, then from it.
+            for _ in range(2):
+                assert classify(acl, bytes(frame), 10, direction, counting_as=0) == (action,
+                                                                                     index)
     finally:
         acl.free()
