@@ -9,5 +9,6 @@
 #include "vs_mac_table.h"
 #include "vs_switch.h"
 #include "vs_ring.h"
+#include "vs_vxlan.h"
 
 #endif /* vs_api.h */

@@ -15,6 +15,7 @@
 #define VS_COUNTERS_H 1
 
 /* X(ENUM, "name", "help") */
+
 #define VS_TRAFFIC_COUNTERS(X)                                              \
     X(RX_PACKETS, "rx_packets", "Frames received on the port")             \
     X(RX_BYTES, "rx_bytes", "Bytes received on the port (Ethernet header on)") \
@@ -43,7 +44,16 @@
     X(DROP_ROUTER_GUARD, "router_guard", "Router advertisement or redirect from a port with router_guard") \
     X(DROP_STORM_BROADCAST, "storm_broadcast", "Broadcast beyond the port's broadcast_pps") \
     X(DROP_STORM_MULTICAST, "storm_multicast", "Multicast beyond the port's multicast_pps") \
-    X(DROP_STORM_UNKNOWN_UNICAST, "storm_unknown_unicast", "Unknown unicast beyond the port's unknown_unicast_pps")
+    X(DROP_STORM_UNKNOWN_UNICAST, "storm_unknown_unicast", "Unknown unicast beyond the port's unknown_unicast_pps") \
+    VS_VXLAN_DROP_REASONS(X)
+
+/* Decapsulation drops of vxlan ports (vs_vxlan.h). */
+#define VS_VXLAN_DROP_REASONS(X)                                            \
+    X(DROP_VXLAN_SHORT, "vxlan_short", "VXLAN datagram shorter than its header plus an Ethernet header") \
+    X(DROP_VXLAN_NO_VNI_FLAG, "vxlan_no_vni_flag", "VXLAN header without the I flag") \
+    X(DROP_VXLAN_RESERVED, "vxlan_reserved", "VXLAN header with reserved bits or unknown flags set") \
+    X(DROP_VXLAN_UNKNOWN_VNI, "vxlan_unknown_vni", "VXLAN VNI not in the port's vni_map") \
+    X(DROP_VXLAN_UNKNOWN_VTEP, "vxlan_unknown_vtep", "VXLAN from a VTEP not in the flood list while learning is off")
 
 #define VS_COUNTER_ENUM(ENUM, NAME, HELP) VS_C_##ENUM,
 enum vs_counter {

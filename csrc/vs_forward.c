@@ -32,6 +32,7 @@
 #include "vs_csum.h"
 #include "vs_gso.h"
 #include "vs_guard.h"
+#include "vs_port_class.h"
 #include "vs_vlan.h"
 #include "vs_worker.h"
 
@@ -148,6 +149,8 @@ vs_tx_flush(struct vs_ctx *ctx)
                 memset(&msgs[n], 0, sizeof msgs[n]);
                 msgs[n].msg_hdr.msg_iov = e->iov;
                 msgs[n].msg_hdr.msg_iovlen = (size_t) e->iovcnt;
+                msgs[n].msg_hdr.msg_name = (void *) e->name;
+                msgs[n].msg_hdr.msg_namelen = e->namelen;
                 idx[n++] = j;
                 sent[j] = 1;
             }
@@ -272,6 +275,11 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
     if (gso && !gso_fits_mtu(ctx, port, pkt)) {
         return;
     }
+    const struct vs_port_class *cls = vs_port_class_of(port->p.kind);
+    if (cls) {
+        cls->egress(ctx, port, pkt);
+        return;
+    }
     if (gso && !port->p.offload_tso) {
         egress_segmented(ctx, port, pkt);
         return;
@@ -299,6 +307,8 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
         put_vnet_hdr(e->hdr, &vh, hl);
     }
     e->port = port;
+    e->name = NULL;
+    e->namelen = 0;
     e->fd = port->p.fds[ctx->index % port->p.n_queues];
     e->len = l2_len + (pkt->len - pkt->inner_off);
     e->iov[0].iov_base = e->hdr;
@@ -351,7 +361,8 @@ deliver(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
     } else {
         for (uint32_t i = 0; i < cfg->n_ports; i++) {
             struct vs_port *p = cfg->ports[cfg->port_ids[i]];
-            if (p != in && p->p.up && vs_vlan_carries(p, pkt->vlan)) {
+            if (p != in && p->p.up && vs_vlan_carries(p, pkt->vlan)
+                && !vs_port_split(in->p.kind, p->p.kind)) {
                 dests[n++] = p;
             }
         }
@@ -447,7 +458,11 @@ classify(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
             return r;
         }
     }
-    vs_mac_learn(ctx->sw->macs, pkt->vlan, src, in->p.id, now_s);
+    const struct vs_port_class *cls = vs_port_class_of(in->p.kind);
+    uint32_t at = cls ? cls->learn_port(in, pkt) : in->p.id;
+    if (at != VS_PORT_NONE) {
+        vs_mac_learn(ctx->sw->macs, pkt->vlan, src, at, now_s);
+    }
     return 0;
 }
 
@@ -478,11 +493,19 @@ vs_forward_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
             continue;
         }
         pkt->out_port = VS_PORT_NONE;
+        pkt->out_vtep = 0;
         if (!vs_mac_is_multicast(pkt->data)) {
             uint32_t out = vs_mac_lookup(ctx->sw->macs, pkt->vlan, pkt->data);
-            if (out == in_id) {
-                /* Both ends are on the ingress port: a physical switch
-                 * filters the frame; it never goes back where it came from. */
+            if (out != VS_PORT_NONE) {
+                pkt->out_vtep = (uint16_t) VS_MAC_VTEP(out);
+                out = VS_MAC_PORT(out);
+            }
+            if (out == in_id
+                || (out < VS_MAX_PORTS && cfg->ports[out]
+                    && vs_port_split(in->p.kind, cfg->ports[out]->p.kind))) {
+                /* Both ends are on the ingress port (or behind the same
+                 * overlay: split horizon): a physical switch filters the
+                 * frame; it never goes back where it came from. */
                 drop(ctx, pkt, in_id, VS_C_DROP_SAME_PORT);
                 continue;
             }

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from vswitchd import vxlan_report
 from vswitchd.errors import VswitchError
 from vswitchd.protocol import (
     DEFAULT_SOCKET,
@@ -172,10 +173,14 @@ def format_fdb(result: list[dict[str, Any]]) -> str:
     """Like `ovs-appctl fdb/show`, sorted by VLAN then MAC."""
     entries = sorted(result, key=lambda e: (e["vlan"], e["mac"]))
     width = max([5] + [len(str(e["port"])) for e in entries])
-    lines = [f"{'port':>{width}}  VLAN  {'MAC':<17}  Age"]
+    remote = any(e.get("vtep") for e in entries)    # a VTEP column only when there are any
+    lines = [f"{'port':>{width}}  VLAN  {'MAC':<17}  Age" + ("  VTEP" if remote else "")]
     for e in entries:
         age = "-" if e.get("age_s") is None else e["age_s"]
-        lines.append(f"{e['port']:>{width}}  {e['vlan']:>4}  {e['mac']:<17}  {age:>3}")
+        line = f"{e['port']:>{width}}  {e['vlan']:>4}  {e['mac']:<17}  {age:>3}"
+        if remote:
+            line += f"  {e.get('vtep') or '-'}"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -237,6 +242,7 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
     "workers": format_workers,
     "stats": format_stats,
     "list-commands": format_commands,
+    "vxlan/show": vxlan_report.format_show,
 }
 
 
@@ -351,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
               lambda ns: {"port": ns.port})
     p.add_argument("--port", metavar="P", help="only port P")
     _leaf(sub, "rebalance", "rebalance", "redistribute rx queues across workers")
+    vxlan = sub.add_parser("vxlan", help="VXLAN ports").add_subparsers(
+        dest="vxlan_cmd", metavar="{show}", required=True)
+    _leaf(vxlan, "show", "vxlan/show", "show VTEPs, VNIs and per-VTEP counters")
     _leaf(sub, "list-commands", "list-commands", "list the daemon's commands")
     return parser
 

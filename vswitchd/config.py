@@ -51,16 +51,18 @@ from vswitchd.config_values import (
     split_listen,
 )
 from vswitchd.errors import ConfigError
+from vswitchd import vxlan_config
+from vswitchd.vxlan_config import VxlanConfig
 
 ALL_VLANS: tuple[tuple[int, int], ...] = ((VLAN_MIN, VLAN_MAX),)
-PORT_TYPES = ("tap", "netdev")
+PORT_TYPES = ("tap", "netdev", "vxlan")
 PORT_MODES = ("access", "trunk")
 RXQ_ASSIGN = ("roundrobin", "cycles")
 # [switch] fields a running daemon cannot change: workers and their CPUs are
 # fixed at start, and the MAC table has a fixed capacity.
 RESTART_FIELDS = ("workers", "cpus", "mac_table_size")
 # PortConfig fields that can only change by closing and reopening the port.
-RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring")
+RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring", "vxlan")
 
 _SECTIONS = ("switch", "management", "metrics", "ports")
 _SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign",
@@ -71,7 +73,7 @@ _METRICS_KEYS = ("listen",)
 PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
               "native_vlan", "persist", "mtu", "offload", "allowed_macs", "max_macs", "rx_ring",
               "dhcp_guard", "router_guard", "broadcast_pps", "multicast_pps",
-              "unknown_unicast_pps")
+              "unknown_unicast_pps") + vxlan_config.VXLAN_KEYS
 OFFLOAD_KEYS = ("csum", "tso")
 MODE_ONLY = {"vlan": "access", "vlans": "trunk", "native_vlan": "trunk"}
 _TAP_ONLY = ("netns", "persist")
@@ -117,6 +119,7 @@ class PortConfig:
     broadcast_pps: int | None = None       # storm control; None: no limit
     multicast_pps: int | None = None
     unknown_unicast_pps: int | None = None
+    vxlan: VxlanConfig | None = None        # type "vxlan" only (vswitchd/vxlan_config.py)
 
     def allows_vlan(self, vid: int) -> bool:
         """Whether frames of VLAN `vid` may enter or leave this port."""
@@ -132,6 +135,10 @@ class PortConfig:
 
         parse_port(port.name, port.to_dict()) == port.
         """
+        if self.vxlan is not None:
+            return {"type": self.type, "ifname": self.ifname,
+                    **({"mtu": self.mtu} if self.mtu is not None else {}),
+                    **self.vxlan.to_dict()}
         out: dict[str, Any] = {"type": self.type, "ifname": self.ifname, "queues": self.queues}
         if self.netns is not None:
             out["netns"] = self.netns
@@ -330,6 +337,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         port = parse_port(name, table)
         _check_unique(ports.values(), port)
         ports[name] = port
+    vxlan_config.check_ports(ports.values())
     return Config(
         switch=_parse_switch(data.get("switch", {})),
         management=_parse_management(data.get("management", {})),
@@ -379,8 +387,17 @@ def parse_port(name: str, table: object, path: str = "ports") -> PortConfig:
     base = f"{path}.{name}"
     t = check_keys(table, base, PORT_KEYS)
     if "type" not in t:
-        raise err(f"{base}.type", "required key is missing (one of tap, netdev)")
+        raise err(f"{base}.type", "required key is missing (one of tap, netdev, vxlan)")
     type_ = one_of(PORT_TYPES)(t["type"], f"{base}.type")
+    if type_ == "vxlan":
+        vx = vxlan_config.parse(t, base)
+        return PortConfig(name=name, type=type_, ifname=_port_ifname(t, base, name),
+                          mode="trunk", vlans=vx.vlan_ranges(),
+                          mtu=get_key(t, base, "mtu", None, int_in(68, 65535)),
+                          offload=OffloadConfig(csum=False, tso=False), vxlan=vx)
+    for key in vxlan_config.VXLAN_KEYS:
+        if key in t:
+            raise err(f"{base}.{key}", f'not allowed for type "{type_}" (only for type "vxlan")')
     mode = get_key(t, base, "mode", "access", one_of(PORT_MODES))
     for key in _TAP_ONLY:
         if key in t and type_ != "tap":

@@ -45,7 +45,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from vswitchd import __version__
+from vswitchd import __version__, vxlan_report
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import (
     COUNTER_HELP,
@@ -183,6 +183,7 @@ class SwitchCollector(Collector):
         out += _port_families(ports)
         out += _mac_families(per_vlan, capacity, mac_stats)
         out += _worker_families(workers)
+        out += vxlan_report.metric_families(ports)
         return out
 
 

@@ -28,7 +28,8 @@ from vswitchd import fdstore, port_args, rebalance, ringstats
 from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import MAX_PORTS, PortParams, Switch
-from vswitchd.ports import LinkMonitor, NetdevPort, PortIO, TapPort, in_netns, netns_exists
+from vswitchd.ports import (LinkMonitor, NetdevPort, PortIO, TapPort, VxlanPort, in_netns,
+                            netns_exists)
 from vswitchd.ports.base import Rtnl
 from vswitchd.rxq import RxqKey, assign, by_worker
 
@@ -43,7 +44,7 @@ class Port:
 
     cfg: PortConfig
     id: int
-    backend: TapPort | NetdevPort
+    backend: TapPort | NetdevPort | VxlanPort
     io: PortIO
     link_up: bool = False
     # Packet ports: their rx path and ring counters as last read by the
@@ -55,6 +56,7 @@ class Port:
     def params(self) -> PortParams:
         return PortParams(
             id=self.id, fds=tuple(self.io.fds), rings=self.io.rings, kind=self.io.kind,
+            vxlan=self.io.vxlan,
             mode=self.cfg.mode,
             access_vlan=self.cfg.vlan, native_vlan=self.cfg.native_vlan or 0,
             allowed=self.cfg.vlans, up=self.link_up, vnet_hdr_len=self.io.vnet_hdr_len,
@@ -71,9 +73,11 @@ def online_cpus() -> list[int]:
 
 
 def open_backend(pc: PortConfig,
-                 inherited_fds: list[int] | None = None) -> tuple[TapPort | NetdevPort, PortIO]:
-    backend: TapPort | NetdevPort = (TapPort(pc, inherited_fds) if pc.type == "tap"
-                                     else NetdevPort(pc))
+                 inherited_fds: list[int] | None = None
+                 ) -> tuple[TapPort | NetdevPort | VxlanPort, PortIO]:
+    backend: TapPort | NetdevPort | VxlanPort = (
+        TapPort(pc, inherited_fds) if pc.type == "tap"
+        else VxlanPort(pc) if pc.type == "vxlan" else NetdevPort(pc))
     return backend, backend.open()
 
 
@@ -270,7 +274,8 @@ class VSwitch:
     def _register(self, port: Port) -> None:
         port.id = self._free_id()
         self.ports[port.cfg.name] = port
-        self._linkmon.watch(port.cfg.name, port.cfg.ifname, port.cfg.netns, self._on_link)
+        if port.cfg.type != "vxlan":    # no interface to follow: up while open
+            self._linkmon.watch(port.cfg.name, port.cfg.ifname, port.cfg.netns, self._on_link)
         log.info("port %s (%s %s) attached as id %d, link %s", port.cfg.name, port.cfg.type,
                  port.cfg.ifname, port.id, "up" if port.link_up else "down")
 

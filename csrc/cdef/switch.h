@@ -11,6 +11,7 @@
 #define VS_C_FIRST_DROP ...
 
 struct vs_ring;
+struct vs_vxlan;
 
 struct vs_port_params {
     uint32_t id;
@@ -23,6 +24,7 @@ struct vs_port_params {
     uint32_t n_queues;
     int fds[16];
     struct vs_ring *rings[16];
+    struct vs_vxlan *vxlan;
     uint32_t vnet_hdr_len;
     int offload_csum;
     int offload_tso;

@@ -252,6 +252,9 @@ def test_names_types_and_help_follow_prometheus_conventions(registry):
         "vswitchd_worker_received_packets", "vswitchd_worker_polls",
         "vswitchd_worker_full_batches",
         *(ring_metric_name(c) for c in RING_STATS),
+        "vswitchd_vxlan_transmit_packets", "vswitchd_vxlan_transmit_bytes",
+        "vswitchd_vxlan_receive_packets", "vswitchd_vxlan_receive_bytes",
+        "vswitchd_vxlan_decap_drops",
     }
     # The text format has no info type: vswitchd_info is a gauge there.
     expected_gauges = {"vswitchd_port_up", "vswitchd_port_queues", "vswitchd_mac_table_entries",
