@@ -53,8 +53,10 @@ def render_config(ports: dict[str, dict[str, Any]], socket_path: str,
 
 class RunningDaemon:
     def __init__(self, tmp: Path, ports: dict[str, dict[str, Any]],
-                 switch: dict[str, Any] | None = None, metrics: str = "") -> None:
+                 switch: dict[str, Any] | None = None, metrics: str = "",
+                 netns: str | None = None) -> None:
         self.tmp = tmp
+        self.netns = netns              # run the daemon inside this namespace (a "host")
         self.socket = str(tmp / "vswitchd.sock")
         self.config_path = tmp / "vswitchd.toml"
         self.log_path = tmp / "vswitchd.log"
@@ -98,8 +100,10 @@ class RunningDaemon:
         listener.settimeout(0.2)
         env = dict(os.environ, NOTIFY_SOCKET=notify_path, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "wb")
+        # `ip netns exec` execs the daemon: same pid, signals reach it.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vswitchd.daemon", "--config", str(self.config_path),
+            [*prefix, sys.executable, "-m", "vswitchd.daemon", "--config", str(self.config_path),
              "--log-level", "debug"], cwd=ROOT, env=env, stdout=self._log,
             stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
