@@ -28,6 +28,7 @@ from tests.e2e.nsnet import addr, mac_of, ping, ping_loss, run
 
 Factory = Callable[..., RunningDaemon]
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"
+A_IP6, B_IP6 = "2001:db8:ff::1", "2001:db8:ff::2"     # documentation prefix
 VM_A, VM_B = "10.50.0.1", "10.50.0.2"
 
 
@@ -42,13 +43,19 @@ class Hosts:
     vm_b_if: str
 
 
-def two_hosts(netns: Callable[[], str], vm_b_mtu: int = 1450) -> Hosts:
+def two_hosts(netns: Callable[[], str], vm_b_mtu: int = 1450, v6: bool = False) -> Hosts:
     host_a, host_b, vm_a, vm_b = netns(), netns(), netns(), netns()
     ua, ub = f"vu{host_a[-8:]}", f"vu{host_b[-8:]}"
     sh("ip", "link", "add", ua, "netns", host_a, "type", "veth", "peer", "name", ub,
        "netns", host_b)
-    addr(host_a, ua, f"{A_IP}/24")
-    addr(host_b, ub, f"{B_IP}/24")
+    a_ip, b_ip = (A_IP6, B_IP6) if v6 else (A_IP, B_IP)
+    for ns, dev, ip in ((host_a, ua, a_ip), (host_b, ub, b_ip)):
+        if v6:      # nodad: usable at once, not after duplicate detection
+            run(ns, "ip", "addr", "add", f"{ip}/64", "dev", dev, "nodad")
+            run(ns, "ip", "link", "set", dev, "up")
+            run(ns, "ip", "link", "set", "lo", "up")
+        else:
+            addr(ns, dev, f"{ip}/24")
     # The veth trap, VXLAN edition: a kernel VTEP sending over a veth with
     # checksum offload leaves the inner TCP/UDP checksum partial (veth
     # hands CHECKSUM_PARTIAL to its peer), and a UDP socket cannot tell
@@ -58,9 +65,10 @@ def two_hosts(netns: Callable[[], str], vm_b_mtu: int = 1450) -> Hosts:
     br, vx, vb, vm_b_if = f"br{host_b[-8:]}", f"vx{host_b[-8:]}", f"vb{host_b[-8:]}", \
         f"ve{vm_b[-8:]}"
     run(host_b, "ip", "link", "add", br, "type", "bridge")
-    run(host_b, "ip", "link", "add", vx, "type", "vxlan", "id", "5010", "local", B_IP,
+    run(host_b, "ip", "link", "add", vx, "type", "vxlan", "id", "5010", "local", b_ip,
         "dstport", "4789")
-    run(host_b, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", vx, "dst", A_IP)
+    run(host_b, "ip", "link", "set", vx, "mtu", str(vm_b_mtu))
+    run(host_b, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", vx, "dst", a_ip)
     sh("ip", "link", "add", vb, "netns", host_b, "type", "veth", "peer", "name", vm_b_if,
        "netns", vm_b)
     for dev in (vx, vb):
@@ -71,11 +79,12 @@ def two_hosts(netns: Callable[[], str], vm_b_mtu: int = 1450) -> Hosts:
     return Hosts(host_a, host_b, vm_a, vm_b, ub, f"vt{vm_a[-8:]}", vm_b_if)
 
 
-def start_host_a(daemon: Factory, h: Hosts, vm_mtu: int = 1450, **vx: object) -> RunningDaemon:
+def start_host_a(daemon: Factory, h: Hosts, vm_mtu: int = 1450, v6: bool = False,
+                 **vx: object) -> RunningDaemon:
     ports = {
         "vm0": {"type": "tap", "ifname": h.vm_a_if, "netns": h.vm_a, "vlan": 10},
-        "vx0": {"type": "vxlan", "local_ip": A_IP, "vni_map": {"10": 5010},
-                "peers": [B_IP], **vx},
+        "vx0": {"type": "vxlan", "local_ip": A_IP6 if v6 else A_IP, "vni_map": {"10": 5010},
+                "peers": [B_IP6 if v6 else B_IP], **vx},
     }
     d = daemon(ports, netns=h.host_a)
     d.wait_ports_up("vm0", "vx0")
@@ -218,3 +227,26 @@ def test_local_ip_not_on_this_host_is_refused_naming_the_key(daemon: Factory, ne
         assert "ports.vx0.local_ip: 198.18.0.9 is not an address of this host" in str(exc)
     else:
         raise AssertionError("vswitchd started with a local_ip it does not have")
+
+
+def test_ipv6_underlay_interop_with_a_kernel_vtep(daemon: Factory, netns) -> None:
+    h = two_hosts(netns, vm_b_mtu=1430, v6=True)
+    d = start_host_a(daemon, h, vm_mtu=1430, v6=True)
+    wait_ping(h.vm_a, VM_B)
+    r = ping(h.vm_a, VM_B, count=10, interval=0.05)
+    assert ping_loss(r.stdout) == 0, r.stdout
+    b_mac = mac_of(h.vm_b, h.vm_b_if)
+    assert {"mac": b_mac, "vtep": B_IP6} in [{k: e[k] for k in ("mac", "vtep")}
+                                             for e in d.ctl("fdb", "show")]
+    server = subprocess.Popen(["ip", "netns", "exec", h.vm_b, "iperf3", "-s", "-1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        client = run(h.vm_a, "iperf3", "-c", VM_B, "-t", "1", "-J", check=False, timeout=30)
+        assert client.returncode == 0, client.stdout + client.stderr
+    finally:
+        server.kill()
+        server.wait()
+    (port,) = d.ctl("vxlan", "show")
+    assert port["mtu"] == 1430                         # 1500 - 70
+    assert port["vteps"][0]["rx_packets"] > 0
