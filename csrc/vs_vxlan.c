@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -36,14 +37,22 @@
 /* Segments of one super-frame, collected before any is sent. */
 #define SEGS_MAX 128
 #define SEG_AREA (2 * VS_FRAME_MAX)
+/* UDP GSO: at most this many segments per sendmsg() (the kernel's
+ * UDP_MAX_SEGMENTS) and this many payload bytes (one IP datagram). */
+#define UDP_GSO_SEGS_MAX 64
+#define UDP_GSO_BYTES_MAX (65535 - 40 - UDP_HLEN)
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
 
 _Static_assert(ENCAP_HLEN + 2 * VS_ETH_ALEN
                <= sizeof(((struct vs_tx_entry *) 0)->hdr),
                "a tx entry's header buffer holds UDP + VXLAN + inner MACs");
 
 struct vtep {
-    struct sockaddr_storage sa;     /* where sendmmsg() sends; port 0 */
+    struct sockaddr_storage sa;     /* for the raw socket */
     socklen_t sa_len;
+    struct sockaddr_storage sa_udp; /* for the UDP pool: with dstport */
     uint8_t addr[16];
     _Atomic int flood;
 };
@@ -86,7 +95,8 @@ vs_vxlan_new(const struct vs_vxlan_params *params)
 {
     if ((params->family != AF_INET && params->family != AF_INET6)
         || params->src_port_min > params->src_port_max
-        || params->n_ctx < 1 || params->tx_fd < 0) {
+        || params->n_ctx < 1 || params->tx_fd < 0
+        || params->n_udp > VS_VXLAN_UDP_MAX) {
         return NULL;
     }
     struct vs_vxlan *vx = calloc(1, sizeof *vx);
@@ -184,6 +194,10 @@ add_vtep(struct vs_vxlan *vx, const uint8_t *addr, int flood)
                 t->sa_len = sizeof *sin6;
             }
             memcpy(t->addr, addr, addr_len(vx));
+            t->sa_udp = t->sa;
+            if (vx->p.family == AF_INET6) {
+                ((struct sockaddr_in6 *) &t->sa_udp)->sin6_port = htons(vx->p.dstport);
+            }
             atomic_store(&t->flood, flood);
             /* Release: a reader that sees the count sees the entry. */
             atomic_store_explicit(&vx->n_vteps, n + 1, memory_order_release);
@@ -319,9 +333,19 @@ flow_hash(uint64_t seed, const uint8_t *eth, const uint8_t *type,
     return h;
 }
 
+/* The UDP pool socket flow hash 'h' sends from. */
+static uint32_t
+pool_slot(const struct vs_vxlan *vx, uint64_t h)
+{
+    return (uint32_t) ((h >> 16) % vx->p.n_udp);
+}
+
 static uint16_t
 pick_src_port(const struct vs_vxlan *vx, uint64_t h)
 {
+    if (vx->p.n_udp) {
+        return vx->p.udp_ports[pool_slot(vx, h)];
+    }
     uint32_t span = (uint32_t) vx->p.src_port_max - vx->p.src_port_min + 1;
     return (uint16_t) (vx->p.src_port_min + (uint32_t) ((h >> 16) % span));
 }
@@ -441,12 +465,24 @@ vs_vxlan_learn_port(const struct vs_port *port, const struct vs_pkt *pkt)
     return VS_MAC_AT(port->p.id, pkt->in_vtep);
 }
 
-/* Queues one encapsulated frame to VTEP 'vtep' on ctx's tx list: the
- * outer UDP and VXLAN headers (and 'macs', 12 bytes, when not NULL) in the
- * entry's header buffer, then 'rest' ('rest_len' bytes) where it lies. */
+static void
+put_vxlan_hdr(uint8_t *h, uint32_t vni)
+{
+    h[0] = VS_VXLAN_FLAG_I;
+    h[1] = h[2] = h[3] = 0;
+    h[4] = (uint8_t) (vni >> 16);
+    h[5] = (uint8_t) (vni >> 8);
+    h[6] = (uint8_t) vni;
+    h[7] = 0;
+}
+
+/* Queues one encapsulated frame of flow hash 'fh' to VTEP 'vtep' on ctx's
+ * tx list: the outer headers we write (UDP for the raw socket, then VXLAN)
+ * and 'macs' (12 bytes, unless NULL) in the entry's header buffer, then
+ * 'rest' ('rest_len' bytes) where it lies. */
 static void
 enqueue(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
-        uint32_t vtep, uint32_t vni, uint16_t sport, const uint8_t *macs,
+        uint32_t vtep, uint32_t vni, uint64_t fh, const uint8_t *macs,
         const uint8_t *rest, uint32_t rest_len)
 {
     if (ctx->n_tx == VS_TX_PENDING) {
@@ -455,38 +491,42 @@ enqueue(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
     struct vs_tx_entry *e = &ctx->tx[ctx->n_tx++];
     uint8_t *h = e->hdr;
     uint32_t inner_len = (macs ? 2 * VS_ETH_ALEN : 0) + rest_len;
+    uint32_t hl = 0;
 
-    vs_put_be16(h, sport);
-    vs_put_be16(h + 2, vx->p.dstport);
-    vs_put_be16(h + 4, (uint16_t) (ENCAP_HLEN + inner_len));
-    vs_put_be16(h + 6, 0);  /* IPv4: none; IPv6: the kernel fills it in */
-    h[8] = VS_VXLAN_FLAG_I;
-    h[9] = h[10] = h[11] = 0;
-    h[12] = (uint8_t) (vni >> 16);
-    h[13] = (uint8_t) (vni >> 8);
-    h[14] = (uint8_t) vni;
-    h[15] = 0;
-    uint32_t hl = ENCAP_HLEN;
+    if (vx->p.n_udp) {
+        e->fd = vx->p.udp_fds[pool_slot(vx, fh)];
+        e->name = &vx->vteps[vtep].sa_udp;
+    } else {
+        vs_put_be16(h, pick_src_port(vx, fh));
+        vs_put_be16(h + 2, vx->p.dstport);
+        vs_put_be16(h + 4, (uint16_t) (ENCAP_HLEN + inner_len));
+        vs_put_be16(h + 6, 0);  /* IPv4: none; IPv6: the kernel fills it in */
+        hl = UDP_HLEN;
+        e->fd = vx->p.tx_fd;
+        e->name = &vx->vteps[vtep].sa;
+    }
+    e->namelen = vx->vteps[vtep].sa_len;
+    put_vxlan_hdr(h + hl, vni);
+    hl += VS_VXLAN_HLEN;
     if (macs) {
         memcpy(h + hl, macs, 2 * VS_ETH_ALEN);
         hl += 2 * VS_ETH_ALEN;
     }
     e->port = port;
-    e->fd = vx->p.tx_fd;
     e->len = inner_len;
     e->iov[0].iov_base = h;
     e->iov[0].iov_len = hl;
     e->iov[1].iov_base = (void *) rest;
     e->iov[1].iov_len = rest_len;
     e->iovcnt = 2;
-    e->name = &vx->vteps[vtep].sa;
-    e->namelen = vx->vteps[vtep].sa_len;
 
     struct vx_ctx *vc = &vx->ctx[ctx->index % vx->p.n_ctx];
     vtep_count(vc, vtep, VS_VTEP_TX_PACKETS, 1);
     vtep_count(vc, vtep, VS_VTEP_TX_BYTES, inner_len);
 }
 
+/* Segments are collected VS_VXLAN_HLEN bytes apart, room for the VXLAN
+ * header that goes in front of each for UDP GSO. */
 struct seg_collect {
     struct vx_ctx *vc;
     uint32_t used;
@@ -499,21 +539,62 @@ static int
 collect_segment(void *arg, const uint8_t *seg, uint32_t seg_len)
 {
     struct seg_collect *sc = arg;
-    if (sc->n == SEGS_MAX || seg_len > SEG_AREA - sc->used) {
+    if (sc->n == SEGS_MAX || seg_len + VS_VXLAN_HLEN > SEG_AREA - sc->used) {
         sc->full = 1;
         return 1;
     }
-    memcpy(sc->vc->seg_area + sc->used, seg, seg_len);
-    sc->vc->seg_off[sc->n] = sc->used;
+    uint32_t off = sc->used + VS_VXLAN_HLEN;
+    memcpy(sc->vc->seg_area + off, seg, seg_len);
+    sc->vc->seg_off[sc->n] = off;
     sc->vc->seg_len[sc->n++] = seg_len;
-    sc->used += seg_len;
+    sc->used = off + seg_len;
     return 0;
+}
+
+/* Sends segments 'first'..'first + n - 1' of the area, VXLAN headers in
+ * place, to VTEP 'vtep' with one UDP GSO sendmsg() on pool socket 'fd'.
+ * All but the last are 'seg_len' bytes long.  Returns 0 or an errno. */
+static int
+send_gso(struct vs_vxlan *vx, struct vx_ctx *vc, int fd, uint32_t vtep,
+         uint32_t first, uint32_t n, uint32_t seg_len)
+{
+    union {
+        struct cmsghdr align;
+        uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
+    } ctl;
+    uint32_t start = vc->seg_off[first] - VS_VXLAN_HLEN;
+    uint32_t last = first + n - 1;
+    struct iovec iov = {
+        vc->seg_area + start,
+        vc->seg_off[last] + vc->seg_len[last] - start,
+    };
+    struct msghdr msg = {
+        .msg_name = &vx->vteps[vtep].sa_udp,
+        .msg_namelen = vx->vteps[vtep].sa_len,
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = ctl.buf,
+        .msg_controllen = sizeof ctl.buf,
+    };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    uint16_t gso_size = (uint16_t) (VS_VXLAN_HLEN + seg_len);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof gso_size);
+    memcpy(CMSG_DATA(c), &gso_size, sizeof gso_size);
+    ssize_t r;
+    do {
+        r = sendmsg(fd, &msg, MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
+    return r < 0 ? errno : 0;
 }
 
 /* Encapsulates GSO super-frame 'pkt' segment by segment for the 'n' VTEPs
  * in 'dests'.  Every segment is cut before any is sent, so a frame that
- * cannot be cut whole is dropped whole; the tx list is flushed at the end
- * because its entries point into the segment area the next one reuses. */
+ * cannot be cut whole is dropped whole.  With a UDP pool, the segments go
+ * to the kernel as UDP GSO batches; without, through the tx list, which is
+ * flushed at the end because its entries point into the segment area that
+ * the next super-frame reuses. */
 static void
 egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
                  struct vs_pkt *pkt, uint32_t vni, const uint32_t *dests,
@@ -538,7 +619,7 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
         frame = ctx->stage_buf;
         len = 12 + rest;
     }
-    uint16_t sport = vs_vxlan_src_port(vx, frame, len);
+    uint64_t fh = flow_hash(vx->seed, frame, frame + 12, frame + len);
     struct vx_ctx *vc = &vx->ctx[ctx->index % vx->p.n_ctx];
     if (!vc->seg_area) {
         /* Only this context's thread touches its area: allocated on the
@@ -557,13 +638,43 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
         return;
     }
     vs_count(ctx, port->p.id, VS_C_SEGMENTED, 1);
-    for (uint32_t d = 0; d < n; d++) {
-        for (uint32_t s = 0; s < sc.n; s++) {
-            enqueue(ctx, port, vx, dests[d], vni, sport, NULL,
-                    vc->seg_area + vc->seg_off[s], vc->seg_len[s]);
-        }
+    int uniform = 1;
+    uint64_t bytes = 0;
+    for (uint32_t s = 0; s < sc.n; s++) {
+        put_vxlan_hdr(vc->seg_area + vc->seg_off[s] - VS_VXLAN_HLEN, vni);
+        uniform &= s + 1 == sc.n || vc->seg_len[s] == vc->seg_len[0];
+        bytes += vc->seg_len[s];
     }
-    vs_tx_flush(ctx);
+    if (!vx->p.n_udp || !uniform || sc.n < 2) {
+        for (uint32_t d = 0; d < n; d++) {
+            for (uint32_t s = 0; s < sc.n; s++) {
+                enqueue(ctx, port, vx, dests[d], vni, fh, NULL,
+                        vc->seg_area + vc->seg_off[s], vc->seg_len[s]);
+            }
+        }
+        vs_tx_flush(ctx);
+        return;
+    }
+    uint32_t seg_len = vc->seg_len[0];
+    uint32_t per_send = UDP_GSO_BYTES_MAX / (VS_VXLAN_HLEN + seg_len);
+    per_send = per_send > UDP_GSO_SEGS_MAX ? UDP_GSO_SEGS_MAX : per_send;
+    int fd = vx->p.udp_fds[pool_slot(vx, fh)];
+    for (uint32_t d = 0; d < n; d++) {
+        uint32_t sent = 0;
+        for (uint32_t s = 0; s < sc.n; s += per_send) {
+            uint32_t k = sc.n - s < per_send ? sc.n - s : per_send;
+            if (send_gso(vx, vc, fd, dests[d], s, k, seg_len)) {
+                vs_count(ctx, port->p.id, VS_C_DROP_TX_ERROR, 1);
+                break;
+            }
+            sent += k;
+        }
+        uint64_t sent_bytes = sent == sc.n ? bytes : (uint64_t) sent * seg_len;
+        vs_count(ctx, port->p.id, VS_C_TX_PACKETS, sent);
+        vs_count(ctx, port->p.id, VS_C_TX_BYTES, sent_bytes);
+        vtep_count(vc, dests[d], VS_VTEP_TX_PACKETS, sent);
+        vtep_count(vc, dests[d], VS_VTEP_TX_BYTES, sent_bytes);
+    }
 }
 
 /* Sends 'pkt' into the overlay through vxlan port 'port': to the VTEP its
@@ -599,11 +710,10 @@ vs_vxlan_egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
         vs_count(ctx, port->p.id, VS_C_DROP_OVERSIZE, 1);
         return;
     }
-    uint64_t h = flow_hash(vx->seed, pkt->data, pkt->data + pkt->inner_off,
-                           pkt->data + pkt->len);
-    uint16_t sport = pick_src_port(vx, h);
+    uint64_t fh = flow_hash(vx->seed, pkt->data, pkt->data + pkt->inner_off,
+                            pkt->data + pkt->len);
     for (uint32_t d = 0; d < n; d++) {
-        enqueue(ctx, port, vx, dests[d], vni, sport, pkt->data,
+        enqueue(ctx, port, vx, dests[d], vni, fh, pkt->data,
                 pkt->data + pkt->inner_off, rest);
     }
 }

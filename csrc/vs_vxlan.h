@@ -22,6 +22,16 @@
  *    from one port.  IPv4 UDP checksum is zero (RFC 7348); IPv6 computed
  *    (RFC 6935 allows zero only with care we do not take).
  *    Frames go out through the worker's tx list, one sendmmsg() per burst.
+ *  - or, when the control plane gives it one, a pool of UDP sockets bound
+ *    to local_ip and to ports spread over src_port_range: a flow hashes to
+ *    one socket, so its source port is still the flow's.  Their win is UDP
+ *    GSO (UDP_SEGMENT): a TCP super-frame from a VM is cut into segments
+ *    here, each with its VXLAN header, laid back to back and handed to the
+ *    kernel in one sendmsg() that the underlay's device (or the kernel,
+ *    late) splits into datagrams: one trip through the IP stack per ~40
+ *    segments instead of one each.  The price: the outer UDP checksum is
+ *    computed (UDP GSO requires it; RFC 7348 allows it) and a flow's source
+ *    port is one of at most VS_VXLAN_UDP_MAX.
  *
  * Remote MACs live in the switch's MAC table at (vxlan port, VTEP): the
  * entry's port word carries the VTEP index in its high 16 bits
@@ -65,6 +75,7 @@
 #include <stdint.h>
 
 #define VS_VXLAN_VTEPS_MAX 256
+#define VS_VXLAN_UDP_MAX 32         /* sockets of the UDP send pool */
 #define VS_VXLAN_HLEN 8
 #define VS_VXLAN_FLAG_I 0x08
 #define VS_VXLAN_VNI_MAX 0xffffff
@@ -91,6 +102,11 @@ struct vs_vxlan_params {
     uint16_t src_port_max;
     int learning;               /* learn remote MACs and VTEPs from traffic */
     int tx_fd;                  /* raw IPPROTO_UDP socket, owned by the caller */
+    /* The UDP send pool: sockets bound to local_ip:udp_ports[i], owned by
+     * the caller; n_udp = 0 sends everything through 'tx_fd'. */
+    uint32_t n_udp;
+    int udp_fds[VS_VXLAN_UDP_MAX];
+    uint16_t udp_ports[VS_VXLAN_UDP_MAX];
     uint32_t n_ctx;             /* the switch's contexts: workers + 1 */
     uint32_t vlan_vni[4096];    /* VLAN -> VNI, 0 = not carried */
 };

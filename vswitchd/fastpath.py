@@ -417,7 +417,10 @@ class Vxlan:
     """
 
     def __init__(self, *, local_ip: str, dstport: int, src_ports: tuple[int, int],
-                 learning: bool, tx_fd: int, vlan_vni: Mapping[int, int]) -> None:
+                 learning: bool, tx_fd: int, vlan_vni: Mapping[int, int],
+                 udp_pool: Sequence[tuple[int, int]] = ()) -> None:
+        """``udp_pool``: (fd, bound source port) of the UDP send pool;
+        empty: send through the raw socket ``tx_fd`` (csrc/vs_vxlan.h)."""
         addr = ipaddress.ip_address(local_ip)
         self.family = socket.AF_INET if addr.version == 4 else socket.AF_INET6
         p = ffi.new("struct vs_vxlan_params *")
@@ -428,6 +431,11 @@ class Vxlan:
         p.learning = int(learning)
         p.tx_fd = tx_fd
         p.n_ctx = MAX_WORKERS + 1
+        if len(udp_pool) > lib.VS_VXLAN_UDP_MAX:
+            raise FastpathError(f"vxlan: at most {lib.VS_VXLAN_UDP_MAX} pool sockets")
+        p.n_udp = len(udp_pool)
+        for i, (fd, port) in enumerate(udp_pool):
+            p.udp_fds[i], p.udp_ports[i] = fd, port
         for vlan, vni in vlan_vni.items():
             p.vlan_vni[vlan] = vni
         ptr = lib.vs_vxlan_new(p)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from dataclasses import replace
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
@@ -45,6 +46,24 @@ class VxlanHarness(Harness):
         self.add(0, mode="access", access_vlan=10)
         self.add(1, mode="access", access_vlan=20)
 
+    def use_udp_pool(self, n: int = 4) -> list[int]:
+        """Re-creates the VTEP with a UDP send pool of ``n`` sockets on
+        127.0.0.1; returns their ports."""
+        self.pool = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+        for s in self.pool:
+            s.bind(("127.0.0.1", 0))
+        ports = [s.getsockname()[1] for s in self.pool]
+        old = self.vx
+        self.vx = fastpath.Vxlan(local_ip="127.0.0.1", dstport=self.remote.getsockname()[1],
+                                 src_ports=(1, 65535), learning=True, tx_fd=self.tx.fileno(),
+                                 vlan_vni={10: 5010, 20: 5020},
+                                 udp_pool=[(s.fileno(), s.getsockname()[1]) for s in self.pool])
+        self.vtep = self.vx.add_vtep("127.0.0.1", flood=True)
+        self.vx_params = replace(self.vx_params, vxlan=self.vx)
+        self.publish()
+        old.free()
+        return ports
+
     def publish(self) -> None:
         params = [p.params for p in self.ports.values()]
         if hasattr(self, "vx_params"):
@@ -56,18 +75,19 @@ class VxlanHarness(Harness):
         self.run()
         return {pid: p.received() for pid, p in self.ports.items()}
 
-    def overlay_received(self) -> list[bytes]:
+    def overlay_received(self, with_source: bool = False) -> list:
         out = []
         while True:
             try:
-                out.append(self.remote.recv(70000))
+                data, src = self.remote.recvfrom(70000)
             except BlockingIOError:
                 return out
+            out.append((data, src[1]) if with_source else data)
 
     def close(self) -> None:
         super().close()
         self.vx.free()
-        for s in (self.rx, self.tx, self.remote):
+        for s in (self.rx, self.tx, self.remote, *getattr(self, "pool", ())):
             s.close()
 
 
@@ -227,5 +247,35 @@ def test_super_frame_whose_segments_exceed_the_vxlan_mtu_is_dropped():
         h.inject(3, sf.raw, vnet_bytes(sf.vh))
         assert h.overlay_received() == []
         assert h.counters(VX)["oversize"] == 1
+    finally:
+        h.close()
+
+
+def test_with_a_udp_pool_a_flow_leaves_from_one_pool_port_and_super_frames_as_udp_gso():
+    h = VxlanHarness(mtu=1400)
+    try:
+        ports = h.use_udp_pool()
+        h.add(3, mode="access", access_vlan=10, vnet_hdr_len=12, offload_csum=True,
+              offload_tso=True)
+        h.inject(0, frame())
+        ((small, sport),) = h.overlay_received(with_source=True)
+        assert small[:8] == vxlan_hdr(5010) and small[8:] == frame()   # no UDP header of ours
+        assert sport in ports
+        sf = super_frame(mss=1348, paylen=5000)
+        h.inject(3, sf.raw, vnet_bytes(sf.vh))
+        got = h.overlay_received(with_source=True)
+        assert len(got) == 4                            # the kernel cut the GSO batch
+        assert len({s for _, s in got}) == 1 and got[0][1] in ports
+        total = 0
+        for d, _ in got:
+            assert d[:8] == vxlan_hdr(5010)
+            inner = Ether(d[8:])
+            assert len(inner[IP]) <= 1400
+            assert inner[TCP].chksum == TCP(bytes(inner[TCP]))[TCP].chksum
+            total += len(inner[TCP].payload)
+        assert total == 5000
+        c = h.counters(VX)
+        assert c["tx_packets"] == 5 and c["tx_error"] == 0
+        assert h.vx.vteps()[0].counters["tx_packets"] == 5
     finally:
         h.close()
