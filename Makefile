@@ -13,12 +13,16 @@ BENCH_ARGS ?=
 PREFIX ?= /opt/vswitchd
 
 # Tools the tests and benchmarks drive for real.
+# gobgpd and golang-github-osrg-gobgp-dev: the EVPN control plane and the
+# .proto files its Python stubs are generated from (vswitchd/gobgp_build.py).
 APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc clang \
-                libclang-rt-14-dev prometheus
-APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool
+                libclang-rt-14-dev prometheus gobgpd golang-github-osrg-gobgp-dev
+APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool gobgpd
 
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/cdef/*.h) csrc/build_fastpath.py
 FASTPATH := vswitchd/_fastpath.cpython-311-x86_64-linux-gnu.so
+GOBGP_PROTO_DIR ?= /usr/share/gocode/src/github.com/osrg/gobgp/api
+GOBGP_STUBS := vswitchd/_gobgp/gobgp_pb2.py
 
 .PHONY: help deps venv build run test test-unit test-e2e lint asan fuzz bench soak install clean
 
@@ -44,7 +48,14 @@ venv: $(VENV)/.installed  ## create the virtualenv and install the package with 
 $(FASTPATH): $(VENV)/.installed $(C_SOURCES)
 	$(PY) csrc/build_fastpath.py
 
-build: $(FASTPATH)  ## compile the C fast path in place
+# Generated from Debian's .proto files, never copied into the project.  On a
+# machine without them (no `make deps` yet) the stubs are skipped: only the
+# GoBGP client (vswitchd/gobgp.py) needs them.
+$(GOBGP_STUBS): $(VENV)/.installed vswitchd/gobgp_build.py
+	@if [ -d $(GOBGP_PROTO_DIR) ]; then $(PY) -m vswitchd.gobgp_build $(GOBGP_PROTO_DIR); \
+	else echo "no $(GOBGP_PROTO_DIR): GoBGP stubs not generated (make deps)"; fi
+
+build: $(FASTPATH) $(GOBGP_STUBS)  ## compile the C fast path in place, generate the GoBGP stubs
 
 run: deps build  ## start the daemon in the foreground on configs/vswitchd.toml (root)
 	$(VENV)/bin/vswitchd --config $(CONFIG)

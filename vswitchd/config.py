@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vswitchd import vxlan_config
 from vswitchd.config_values import (
     IFNAME_RULES,
     VLAN_MAX,
@@ -51,7 +52,6 @@ from vswitchd.config_values import (
     split_listen,
 )
 from vswitchd.errors import ConfigError
-from vswitchd import vxlan_config
 from vswitchd.vxlan_config import VxlanConfig
 
 ALL_VLANS: tuple[tuple[int, int], ...] = ((VLAN_MIN, VLAN_MAX),)

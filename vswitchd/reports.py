@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from vswitchd.config import PortConfig
 from vswitchd import vxlan_report
+from vswitchd.config import PortConfig
 from vswitchd.fastpath import DROP_REASONS, mac_port, mac_vtep
 from vswitchd.ringstats import NO_RX_RING, RxRingReport
 from vswitchd.rxq import by_worker

@@ -28,8 +28,15 @@ from vswitchd import fdstore, port_args, rebalance, ringstats
 from vswitchd.config import Config, ConfigDiff, PortConfig
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import MAX_PORTS, PortParams, Switch
-from vswitchd.ports import (LinkMonitor, NetdevPort, PortIO, TapPort, VxlanPort, in_netns,
-                            netns_exists)
+from vswitchd.ports import (
+    LinkMonitor,
+    NetdevPort,
+    PortIO,
+    TapPort,
+    VxlanPort,
+    in_netns,
+    netns_exists,
+)
 from vswitchd.ports.base import Rtnl
 from vswitchd.rxq import RxqKey, assign, by_worker
 

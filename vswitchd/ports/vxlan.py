@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import os
 import logging
+import os
 import socket
 import struct
 from typing import Any
