@@ -243,6 +243,7 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
     "stats": format_stats,
     "list-commands": format_commands,
     "vxlan/show": vxlan_report.format_show,
+    "evpn/show": vxlan_report.format_evpn,
 }
 
 
@@ -360,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     vxlan = sub.add_parser("vxlan", help="VXLAN ports").add_subparsers(
         dest="vxlan_cmd", metavar="{show}", required=True)
     _leaf(vxlan, "show", "vxlan/show", "show VTEPs, VNIs and per-VTEP counters")
+    evpn = sub.add_parser("evpn", help="BGP EVPN").add_subparsers(
+        dest="evpn_cmd", metavar="{show}", required=True)
+    _leaf(evpn, "show", "evpn/show", "show BGP EVPN sessions and routes")
     _leaf(sub, "list-commands", "list-commands", "list the daemon's commands")
     return parser
 

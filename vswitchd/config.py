@@ -64,7 +64,7 @@ RESTART_FIELDS = ("workers", "cpus", "mac_table_size")
 # PortConfig fields that can only change by closing and reopening the port.
 RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring", "vxlan")
 
-_SECTIONS = ("switch", "management", "metrics", "ports")
+_SECTIONS = ("switch", "management", "metrics", "ports", "evpn")
 _SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign",
                 "rebalance_interval_s", "rebalance_load_threshold", "rebalance_improvement",
                 "rebalance_sample_s", "busy_poll_us")
@@ -249,6 +249,7 @@ class Config:
     management: ManagementConfig = field(default_factory=ManagementConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     ports: Mapping[str, PortConfig] = field(default_factory=Ports)
+    evpn: vxlan_config.EvpnConfig | None = None     # [evpn]: vswitchd/evpn.py
 
     def __post_init__(self) -> None:
         if not isinstance(self.ports, Ports):  # accept a plain dict, keep the value hashable
@@ -268,6 +269,7 @@ class Config:
                            "socket_group": mgmt.socket_group or ""},
             "metrics": {"listen": self.metrics.listen},
             "ports": {name: port.to_dict() for name, port in self.ports.items()},
+            **({"evpn": self.evpn.to_dict()} if self.evpn is not None else {}),
         }
 
 
@@ -282,6 +284,7 @@ class ConfigDiff:
     switch_changed: tuple[str, ...] = ()  # [switch] field names, in field order
     management_changed: bool = False
     metrics_changed: bool = False
+    evpn_changed: bool = False           # [evpn] applies at the next restart
 
     @property
     def restart_required(self) -> tuple[str, ...]:
@@ -293,12 +296,13 @@ class ConfigDiff:
         """Every changed key or section a reload cannot apply, as the log
         and the reload reply name it: "switch.<field>", "management"."""
         return (tuple(f"switch.{name}" for name in self.restart_required)
-                + (("management",) if self.management_changed else ()))
+                + (("management",) if self.management_changed else ())
+                + (("evpn",) if self.evpn_changed else ()))
 
     @property
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed or self.switch_changed
-                    or self.management_changed or self.metrics_changed)
+                    or self.management_changed or self.metrics_changed or self.evpn_changed)
 
 
 # --- Loading -------------------------------------------------------------------
@@ -338,7 +342,10 @@ def from_dict(data: dict[str, Any]) -> Config:
         _check_unique(ports.values(), port)
         ports[name] = port
     vxlan_config.check_ports(ports.values())
+    evpn = vxlan_config.parse_evpn(data["evpn"]) if "evpn" in data else None
+    ports = {n: vxlan_config.resolve_learning(p, evpn) for n, p in ports.items()}
     return Config(
+        evpn=evpn,
         switch=_parse_switch(data.get("switch", {})),
         management=_parse_management(data.get("management", {})),
         metrics=_parse_metrics(data.get("metrics", {})),
@@ -463,7 +470,7 @@ def with_port(cfg: Config, port: PortConfig) -> Config:
     """`cfg` with `port` added, or replacing the port of the same name."""
     _check_unique(cfg.ports.values(), port)
     ports = dict(cfg.ports)
-    ports[port.name] = port
+    ports[port.name] = vxlan_config.resolve_learning(port, cfg.evpn)
     return dataclasses.replace(cfg, ports=Ports(ports.values()))
 
 
@@ -503,6 +510,7 @@ def diff(old: Config, new: Config) -> ConfigDiff:
         switch_changed=changed_fields(old.switch, new.switch),
         management_changed=old.management != new.management,
         metrics_changed=old.metrics != new.metrics,
+        evpn_changed=old.evpn != new.evpn,
     )
 
 

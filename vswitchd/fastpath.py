@@ -208,6 +208,11 @@ class MacTable:
                                            -1 if port is None else port,
                                            lib.VS_MAC_PORT_MASK))
 
+    def flush_exact(self, vlan: int, word: int) -> int:
+        """Removes the entries of ``vlan`` whose port word is ``word``
+        exactly: one VTEP's remote entries (VS_MAC_AT())."""
+        return int(lib.vs_mac_flush(self._t, vlan, word))
+
     def dump(self) -> list[MacEntry]:
         size = max(len(self) + 64, 64)
         buf = ffi.new("struct vs_mac_entry[]", size)

@@ -139,9 +139,12 @@ class GobgpClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str, request: Any, stream: bool = False) -> Any:
+        """One call; a streaming one is read whole here, where its errors
+        surface."""
         try:
-            return getattr(self._stub, method)(request, timeout=TIMEOUT_S)
+            reply = getattr(self._stub, method)(request, timeout=TIMEOUT_S)
+            return list(reply) if stream else reply
         except grpc.RpcError as exc:
             raise GobgpError(f"gobgpd {self.target}: {method}: {exc.code().name}: "
                              f"{exc.details()}") from None
@@ -154,7 +157,7 @@ class GobgpClient:
 
     def sessions(self) -> list[Session]:
         out = []
-        for r in self._call("ListPeer", api.ListPeerRequest()):
+        for r in self._call("ListPeer", api.ListPeerRequest(), stream=True):
             st = r.peer.state
             name = api.PeerState.SessionState.Name(st.session_state).lower()
             received = accepted = 0
@@ -193,12 +196,25 @@ class GobgpClient:
         self._call("DeletePath", api.DeletePathRequest(table_type=api.GLOBAL, family=EVPN,
                                                        uuid=uuid))
 
+    def withdraw_own_evpn(self) -> int:
+        """Withdraws every EVPN path this gobgpd originates (left over by a
+        previous run of ours); returns how many."""
+        n = 0
+        for r in self._call("ListPath", api.ListPathRequest(table_type=api.GLOBAL,
+                                                            family=EVPN), stream=True):
+            for p in r.destination.paths:
+                if p.neighbor_ip in ("", _NIL):
+                    self._call("DeletePath", api.DeletePathRequest(
+                        table_type=api.GLOBAL, family=EVPN, path=p))
+                    n += 1
+        return n
+
     def list_evpn(self) -> list[MacRoute | ImetRoute]:
         """Every EVPN type 2 and type 3 path of the global RIB, ours and
         received, best or not."""
         out: list[MacRoute | ImetRoute] = []
         for r in self._call("ListPath", api.ListPathRequest(table_type=api.GLOBAL,
-                                                            family=EVPN)):
+                                                            family=EVPN), stream=True):
             for p in r.destination.paths:
                 route = _decode(p)
                 if route is not None:

@@ -217,7 +217,7 @@ class VSwitch:
         # The management socket in use stays what it is until a restart, so
         # the running config keeps saying so (and the next reload warns again).
         self.config = Config(switch=switch_cfg, management=self.config.management,
-                             metrics=new.metrics, ports=new.ports)
+                             metrics=new.metrics, ports=new.ports, evpn=self.config.evpn)
         self.fast.set_busy_poll(switch_cfg.busy_poll_us)
         self._publish()
         self.generation += 1

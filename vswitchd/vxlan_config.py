@@ -13,6 +13,7 @@ local_ip is an address of this host is checked when the port is opened
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -36,7 +37,7 @@ class VxlanConfig:
     vni_map: tuple[tuple[int, int], ...]      # (VLAN, VNI), sorted by VLAN
     dstport: int = DEFAULT_DSTPORT
     peers: tuple[str, ...] = ()
-    learning: bool = True
+    learning: bool | None = None    # None: not set (on without [evpn], off with it)
     src_ports: tuple[int, int] = DEFAULT_SRC_PORTS
     ttl: int = 64
 
@@ -57,7 +58,8 @@ class VxlanConfig:
     def to_dict(self) -> dict[str, Any]:
         return {"local_ip": self.local_ip, "dstport": self.dstport,
                 "vni_map": {str(vlan): vni for vlan, vni in self.vni_map},
-                "peers": list(self.peers), "learning": self.learning,
+                "peers": list(self.peers),
+                **({"learning": self.learning} if self.learning is not None else {}),
                 "src_port_range": f"{self.src_ports[0]}-{self.src_ports[1]}",
                 "ttl": self.ttl}
 
@@ -135,7 +137,7 @@ def parse(t: dict[str, Any], base: str) -> VxlanConfig:
         vni_map=_vni_map(t["vni_map"], f"{base}.vni_map"),
         dstport=get_key(t, base, "dstport", DEFAULT_DSTPORT, int_in(1, 65535)),
         peers=tuple(peers),
-        learning=get_key(t, base, "learning", True, boolean),
+        learning=get_key(t, base, "learning", None, boolean),
         src_ports=get_key(t, base, "src_port_range", DEFAULT_SRC_PORTS, _port_range),
         ttl=get_key(t, base, "ttl", 64, int_in(1, 255)),
     )
@@ -160,3 +162,58 @@ def check_ports(ports: Iterable[Any]) -> None:
                 raise err(f"ports.{port.name}.vni_map", f"VLAN {vlan} is already carried by "
                           f"vxlan port {vlans[vlan]}")
             vlans[vlan] = port.name
+
+
+# --- [evpn] ----------------------------------------------------------------------
+
+EVPN_KEYS = ("asn", "router_id", "neighbors", "gobgpd")
+
+
+@dataclass(frozen=True)
+class EvpnConfig:
+    asn: int
+    router_id: str
+    neighbors: tuple[str, ...] = ()
+    gobgpd: str = "spawn"           # or "HOST:PORT" of a gobgpd someone else runs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"asn": self.asn, "router_id": self.router_id,
+                "neighbors": list(self.neighbors), "gobgpd": self.gobgpd}
+
+
+def parse_evpn(data: object) -> EvpnConfig:
+    """The [evpn] section."""
+    from vswitchd.config_values import check_keys, split_listen
+
+    t = check_keys(data, "evpn", EVPN_KEYS)
+    for key in ("asn", "router_id"):
+        if key not in t:
+            raise err(f"evpn.{key}", "required key is missing")
+    rid = t["router_id"]
+    try:
+        ipaddress.IPv4Address(rid)
+    except (ValueError, TypeError):
+        raise err("evpn.router_id", f"{show(rid)} is not an IPv4 address") from None
+    raw = t.get("neighbors", [])
+    if not isinstance(raw, list):
+        raise err("evpn.neighbors", f"{show(raw)} is not a list of addresses")
+    neighbors = tuple(str(_ip(n, f"evpn.neighbors[{i}]")) for i, n in enumerate(raw))
+    gobgpd = t.get("gobgpd", "spawn")
+    if gobgpd != "spawn":
+        try:
+            ok = isinstance(gobgpd, str) and bool(split_listen(gobgpd))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise err("evpn.gobgpd", f'{show(gobgpd)} is not "spawn" or HOST:PORT')
+    return EvpnConfig(asn=int_in(1, 4294967295)(t["asn"], "evpn.asn"), router_id=rid,
+                      neighbors=neighbors, gobgpd=gobgpd)
+
+
+def resolve_learning(port: Any, evpn: EvpnConfig | None) -> Any:
+    """`port` with its vxlan `learning` default settled: on without [evpn],
+    off with it (the routes say where MACs are)."""
+    vx = getattr(port, "vxlan", None)
+    if vx is None or vx.learning is not None:
+        return port
+    return dataclasses.replace(port, vxlan=dataclasses.replace(vx, learning=evpn is None))

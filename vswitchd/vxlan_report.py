@@ -46,7 +46,7 @@ def show(switch: Any) -> list[dict[str, Any]]:
         counters = switch.fast.port_counters(port.id)
         out.append({
             "name": port.cfg.name, "local_ip": vc.local_ip, "dstport": vc.dstport,
-            "learning": vc.learning, "mtu": port.io.mtu,
+            "learning": vc.learning is not False, "mtu": port.io.mtu,
             "vnis": [{"vlan": vlan, "vni": vni} for vlan, vni in vc.vni_map],
             "vteps": [{"address": v.address, "flood": v.flood, **v.counters}
                       for v in vx.vteps()],
@@ -93,3 +93,19 @@ def metric_families(rows: Iterable[tuple[Any, dict[str, int], Any]]) -> list[Met
         for reason in VXLAN_DROPS:
             drops.add_metric([port.cfg.name, reason], counters.get(reason, 0))
     return [*fams.values(), drops]
+
+
+def format_evpn(result: dict[str, Any]) -> str:
+    """`vswitchctl evpn show`."""
+    if not result.get("enabled"):
+        return "evpn: not configured"
+    lines = [f"evpn: AS {result['asn']} router-id {result['router_id']}, gobgpd "
+             f"{result['gobgpd']}{' (spawned)' if result['spawned'] else ''}, "
+             f"restarts {result['restarts']}"]
+    for s in result["sessions"]:
+        lines.append(f"  neighbor {s['neighbor']}: {s['state']}")
+    r = result["routes"]
+    lines.append(f"  routes sent: type-2 {r['sent']['type2']}, type-3 {r['sent']['type3']}; "
+                 f"received: type-2 {r['received']['type2']}, type-3 {r['received']['type3']}")
+    lines.append(f"  flood list from type-3: {', '.join(result['flood_list']) or '-'}")
+    return "\n".join(lines)

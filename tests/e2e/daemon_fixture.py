@@ -39,7 +39,8 @@ def toml_value(v: Any) -> str:
 
 
 def render_config(ports: dict[str, dict[str, Any]], socket_path: str,
-                  switch: dict[str, Any] | None = None, metrics: str = "") -> str:
+                  switch: dict[str, Any] | None = None, metrics: str = "",
+                  evpn: dict[str, Any] | None = None) -> str:
     lines = ["[switch]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in (switch or {}).items()]
     lines += ["", "[management]", f"socket = {json.dumps(socket_path)}", "",
@@ -48,14 +49,18 @@ def render_config(ports: dict[str, dict[str, Any]], socket_path: str,
         lines.append(f"[ports.{name}]")
         lines += [f"{k} = {toml_value(v)}" for k, v in keys.items()]
         lines.append("")
+    if evpn is not None:
+        lines.append("[evpn]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in evpn.items()]
     return "\n".join(lines)
 
 
 class RunningDaemon:
     def __init__(self, tmp: Path, ports: dict[str, dict[str, Any]],
                  switch: dict[str, Any] | None = None, metrics: str = "",
-                 netns: str | None = None) -> None:
+                 netns: str | None = None, evpn: dict[str, Any] | None = None) -> None:
         self.tmp = tmp
+        self.evpn = evpn                # an [evpn] section, or none
         self.netns = netns              # run the daemon inside this namespace (a "host")
         self.socket = str(tmp / "vswitchd.sock")
         self.config_path = tmp / "vswitchd.toml"
@@ -74,7 +79,7 @@ class RunningDaemon:
         if metrics is not None:
             self.metrics = metrics
         self.config_path.write_text(
-            render_config(self.ports, self.socket, self.switch, self.metrics))
+            render_config(self.ports, self.socket, self.switch, self.metrics, self.evpn))
 
     @property
     def metrics_url(self) -> str:

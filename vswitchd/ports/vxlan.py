@@ -136,7 +136,8 @@ class VxlanPort:
                 self._pool = self._open_pool(family)
             self.vxlan = fastpath.Vxlan(
                 local_ip=vc.local_ip, dstport=vc.dstport, src_ports=vc.src_ports,
-                learning=vc.learning, tx_fd=self._tx.fileno(), vlan_vni=dict(vc.vni_map),
+                learning=vc.learning is not False, tx_fd=self._tx.fileno(),
+                vlan_vni=dict(vc.vni_map),
                 udp_pool=[(s.fileno(), s.getsockname()[1]) for s in self._pool])
             for peer in vc.peers:
                 self.vxlan.add_vtep(peer, flood=True)
