@@ -14,10 +14,11 @@ PREFIX ?= /opt/vswitchd
 
 # Tools the tests and benchmarks drive for real.
 # gobgpd and golang-github-osrg-gobgp-dev: the EVPN control plane and the
-# .proto files its Python stubs are generated from (vswitchd/gobgp_build.py).
+# .proto files its Python stubs are generated from (vswitchd/gobgp_build.py);
+# frr: the other side of the EVPN interop test.
 APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc clang \
-                libclang-rt-14-dev prometheus gobgpd golang-github-osrg-gobgp-dev
-APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool gobgpd
+                libclang-rt-14-dev prometheus gobgpd golang-github-osrg-gobgp-dev frr
+APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool gobgpd vtysh
 
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/cdef/*.h) csrc/build_fastpath.py
 FASTPATH := vswitchd/_fastpath.cpython-311-x86_64-linux-gnu.so
