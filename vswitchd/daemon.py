@@ -46,6 +46,7 @@ class Daemon:
         if cfg.evpn is not None:
             from vswitchd.evpn import Evpn  # grpc and the stubs only with [evpn]
             self.evpn = Evpn(cfg.evpn, self.switch)
+        self.switch.evpn = self.evpn        # for the exporter (vswitchd/metrics.py)
         self.control.register("evpn/show", lambda a: self.evpn.show() if self.evpn else
                               {"enabled": False}, "",
                               "Show BGP EVPN sessions and the routes sent and received")

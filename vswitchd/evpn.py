@@ -168,7 +168,8 @@ class Evpn:
             self.client.close()
         self.client = GobgpClient(self.target)
         self._wait_api()
-        self.state.advertised.clear()       # a new gobgpd knows none of them
+        self.state.advertised.clear()       # a new gobgpd knows none of them: all
+        self.state.changed_at.clear()       # go again at once, not damped
 
     def _kill(self) -> None:
         if self._proc is not None:
@@ -258,6 +259,7 @@ class Evpn:
                    if isinstance(r, ImetRoute) and r.neighbor and r.vni in vlan_of
                    and r.originator != o.local_ip}
         st.received = {"type2": len(remote2), "type3": len(remote3)}
+        self.sessions = self.client.sessions()     # for the exporter: no gRPC at scrape
 
         # What we advertise.
         want: dict[tuple, Any] = {}
@@ -318,6 +320,13 @@ class Evpn:
         self.state.advertised.clear()
 
     # Reporting.
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """What the exporter shows, as of the last pass (any thread)."""
+        sent = {"type2": sum(1 for k in self.state.advertised if k[0] == "mac"),
+                "type3": sum(1 for k in self.state.advertised if k[0] == "imet")}
+        return {"sent": sent, "received": dict(self.state.received),
+                "sessions": {s.neighbor: s.up for s in self.sessions}}
 
     def show(self) -> dict[str, Any]:
         sent = {"type2": sum(1 for k in self.state.advertised if k[0] == "mac"),

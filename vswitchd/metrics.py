@@ -129,7 +129,7 @@ class SwitchCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         # The families without samples: lets the registry catch duplicate
         # names without reading a switch that may not be running yet.
-        return self._families(None, [], collections.Counter(), None, None, [])
+        return self._families(None, [], collections.Counter(), None, None, [], None)
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
@@ -148,7 +148,10 @@ class SwitchCollector(Collector):
             cpus = list(self._switch.cpus)
             workers = [(w, str(cpus[w % len(cpus)]) if cpus else "", fast.worker_stats(w))
                        for w in range(self._switch.n_workers)]
-        return self._families(generation, ports, per_vlan, capacity, mac_stats, workers)
+            evpn = getattr(self._switch, "evpn", None)
+            evpn_snap = evpn.metrics_snapshot() if evpn is not None else None
+        return self._families(generation, ports, per_vlan, capacity, mac_stats, workers,
+                              evpn_snap)
 
     def _read_ports(self, fast: Any) -> list[_PortRow]:
         # list() first: the event loop thread may add or remove ports while
@@ -171,7 +174,8 @@ class SwitchCollector(Collector):
     @staticmethod
     def _families(generation: int | None, ports: list[_PortRow],
                   per_vlan: collections.Counter[int], capacity: int | None,
-                  mac_stats: MacStats | None, workers: list[_WorkerRow]) -> list[Metric]:
+                  mac_stats: MacStats | None, workers: list[_WorkerRow],
+                  evpn: dict[str, Any] | None = None) -> list[Metric]:
         """All families from one scrape's reads; with no reads (None, empty
         lists), the same families without samples, for describe()."""
         out: list[Metric] = [
@@ -184,6 +188,7 @@ class SwitchCollector(Collector):
         out += _mac_families(per_vlan, capacity, mac_stats)
         out += _worker_families(workers)
         out += vxlan_report.metric_families(ports)
+        out += vxlan_report.evpn_families(evpn)
         return out
 
 

@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from vswitchd import config as cfgmod
 from vswitchd import fdstore, port_args, rebalance, ringstats
@@ -110,6 +111,7 @@ class VSwitch:
         self._last_rebalance = time.monotonic()
         self.rebalances = 0
         self._lock = asyncio.Lock()
+        self.evpn: Any = None       # the daemon's Evpn when [evpn] is set (metrics read it)
 
     @property
     def fast(self) -> Switch:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 VXLAN_DROPS = ("vxlan_short", "vxlan_no_vni_flag", "vxlan_reserved", "vxlan_unknown_vni",
                "vxlan_unknown_vtep")
@@ -73,6 +73,22 @@ def format_show(result: list[dict[str, Any]]) -> str:
         drops = ", ".join(f"{k} {v}" for k, v in p["decap_drops"].items())
         lines.append(f"  decap drops: {drops}; oversize {p['oversize']}")
     return "\n".join(lines) if lines else "no vxlan ports"
+
+
+def evpn_families(snap: dict[str, Any] | None) -> list[Metric]:
+    """vswitchd_evpn_routes{type,direction} and vswitchd_evpn_session_up{neighbor}
+    from Evpn.metrics_snapshot(); None (no [evpn]): empty families."""
+    routes = GaugeMetricFamily(f"{NS}_evpn_routes", "EVPN routes sent and received, by type",
+                               labels=["type", "direction"])
+    up = GaugeMetricFamily(f"{NS}_evpn_session_up", "1 when the BGP session is established",
+                           labels=["neighbor"])
+    if snap is not None:
+        for direction in ("sent", "received"):
+            for kind, n in snap[direction].items():
+                routes.add_metric([kind, direction], n)
+        for neighbor, is_up in snap["sessions"].items():
+            up.add_metric([neighbor], 1 if is_up else 0)
+    return [routes, up]
 
 
 def metric_families(rows: Iterable[tuple[Any, dict[str, int], Any]]) -> list[Metric]:

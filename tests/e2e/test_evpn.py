@@ -10,6 +10,7 @@ session and routes come back.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import time
@@ -59,7 +60,8 @@ def test_two_vswitchd_hosts_reach_each_other_through_evpn_routes_only(
             d = RunningDaemon(tmp_path / name, {
                 "vm0": {"type": "tap", "ifname": vif, "netns": vm, "vlan": 10},
                 "vx0": {"type": "vxlan", "local_ip": me, "vni_map": {"10": 5010}},
-            }, netns=host, evpn={"asn": 65000, "router_id": me, "neighbors": [peer]})
+            }, netns=host, evpn={"asn": 65000, "router_id": me, "neighbors": [peer]},
+                metrics="127.0.0.1:9477")     # the host's own loopback
             d.start()
             daemons[name] = d
             d.wait_ports_up("vm0", "vx0")
@@ -81,6 +83,12 @@ def test_two_vswitchd_hosts_reach_each_other_through_evpn_routes_only(
         assert show["routes"]["sent"]["type3"] == 1 and show["routes"]["sent"]["type2"] >= 1
         r = ping(vma, VM_B, count=10, interval=0.05)
         assert ping_loss(r.stdout) == 0, r.stdout
+        text = run(ha, "python3", "-c", "import urllib.request; print(urllib.request.urlopen("
+                   "'http://127.0.0.1:9477/metrics', timeout=5).read().decode())").stdout
+        assert f'vswitchd_evpn_session_up{{neighbor="{B_IP}"}} 1.0' in text
+        assert 'vswitchd_evpn_routes{direction="received",type="type3"} 1.0' in text
+        assert re.search(rf'vswitchd_vxlan_transmit_packets_total{{port="vx0",vtep="{B_IP}"}} '
+                         r'[1-9]', text), text
 
         # Fault: host A's gobgpd dies.  Installed entries keep forwarding.
         os.kill(show["gobgpd_pid"], signal.SIGKILL)
@@ -91,6 +99,7 @@ def test_two_vswitchd_hosts_reach_each_other_through_evpn_routes_only(
         wait_for("the session back", lambda: session_up(a), timeout_s=40)
         wait_for("A's routes re-advertised to B",
                  lambda: b.ctl("evpn", "show")["routes"]["received"]["type3"] == 1, 40)
+        wait_ping(vma, VM_B)                # traffic resumes
         r = ping(vma, VM_B, count=5, interval=0.05)
         assert ping_loss(r.stdout) == 0, r.stdout
     finally:

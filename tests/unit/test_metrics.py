@@ -259,7 +259,7 @@ def test_names_types_and_help_follow_prometheus_conventions(registry):
     # The text format has no info type: vswitchd_info is a gauge there.
     expected_gauges = {"vswitchd_port_up", "vswitchd_port_queues", "vswitchd_mac_table_entries",
                        "vswitchd_mac_table_capacity", "vswitchd_config_generation",
-                       "vswitchd_info"}
+                       "vswitchd_info", "vswitchd_evpn_routes", "vswitchd_evpn_session_up"}
     assert {n for n, f in fams.items() if f.type == "counter"} == expected_counters
     assert {n for n, f in fams.items() if f.type == "gauge"} == expected_gauges
     for name in expected_counters:
