@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_S = 1.0
 DAMP_S = 5.0
+SEQ_MEMORY_S = 600.0        # how long a withdrawn remote MAC's sequence is remembered
 
 GOBGPD_CONF = """\
 [global.config]
@@ -93,6 +94,11 @@ class _State:
     changed_at: dict[tuple, float] = field(default_factory=dict)
     installed: dict[tuple[int, str], int] = field(default_factory=dict)  # (vlan, mac) -> word
     flood: set[str] = field(default_factory=set)
+    # The highest sequence number seen in a remote route per (VLAN, MAC),
+    # kept after the route goes: a VM that moves here often arrives after
+    # its old host withdrew it, and must still win with a higher number.
+    remote_seq: dict[tuple[int, str], int] = field(default_factory=dict)
+    remote_seen: dict[tuple[int, str], float] = field(default_factory=dict)
     received: dict[str, int] = field(default_factory=lambda: {"type2": 0, "type3": 0})
 
 
@@ -259,6 +265,12 @@ class Evpn:
                    if isinstance(r, ImetRoute) and r.neighbor and r.vni in vlan_of
                    and r.originator != o.local_ip}
         st.received = {"type2": len(remote2), "type3": len(remote3)}
+        now = time.monotonic()
+        for key, r in remote2.items():
+            st.remote_seq[key] = max(st.remote_seq.get(key, 0), r.seq)
+            st.remote_seen[key] = now
+        for key in [k for k, seen in st.remote_seen.items() if now - seen > SEQ_MEMORY_S]:
+            del st.remote_seq[key], st.remote_seen[key]
         self.sessions = self.client.sessions()     # for the exporter: no gRPC at scrape
 
         # What we advertise.
@@ -269,12 +281,11 @@ class Evpn:
         for (vlan, mac), vni in local.items():
             prev = st.advertised.get(("mac", vni, mac))
             seq = prev[0].seq if prev else 0
-            theirs = remote2.get((vlan, mac))
-            if theirs is not None and theirs.seq >= seq:
-                seq = theirs.seq + 1            # it moved here
+            theirs = st.remote_seq.get((vlan, mac))
+            if theirs is not None and theirs >= seq:
+                seq = theirs + 1                # it moved here (RFC 7432 section 15)
             want[("mac", vni, mac)] = MacRoute(vni, mac, o.local_ip, self._rd(vlan),
                                                self._rt(vni), seq=seq)
-        now = time.monotonic()
         for key in list(st.advertised):
             if want.get(key) != st.advertised[key][0] and self._may_change(key, now):
                 self.client.delete(st.advertised.pop(key)[1])
@@ -321,6 +332,10 @@ class Evpn:
 
     # Reporting.
 
+    def received_macs(self) -> list[dict[str, Any]]:
+        return [{"vlan": vlan, "mac": mac, "seq": seq}
+                for (vlan, mac), seq in sorted(self.state.remote_seq.items())]
+
     def metrics_snapshot(self) -> dict[str, Any]:
         """What the exporter shows, as of the last pass (any thread)."""
         sent = {"type2": sum(1 for k in self.state.advertised if k[0] == "mac"),
@@ -341,6 +356,10 @@ class Evpn:
                 "gobgpd": self.target, "spawned": self.spawned, "restarts": self.restarts,
                 "gobgpd_pid": self._proc.pid if self._proc is not None else None,
                 "sessions": sessions, "routes": {"sent": sent, "received": self.state.received},
+                "received_macs": self.received_macs(),
+                "sent_macs": sorted(({"vni": k[1], "mac": k[2], "seq": r.seq}
+                                     for k, (r, _) in self.state.advertised.items()
+                                     if k[0] == "mac"), key=lambda m: (m["vni"], m["mac"])),
                 "flood_list": sorted(self.state.flood)}
 
 

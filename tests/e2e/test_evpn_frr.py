@@ -9,13 +9,15 @@ B's kernel fdb gets A's VM at A's address from a type-2 route
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -75,7 +77,31 @@ def stop_frr(pids: list[Path]) -> None:
             pass
 
 
-def test_evpn_with_frr_learns_macs_from_bgp_on_both_sides(netns, tmp_path: Path) -> None:
+@dataclass
+class Pair:
+    ha: str
+    hb: str
+    vma: str
+    vmb: str
+    vx: str
+    vb: str
+    vma_if: str
+    vmb_if: str
+    frr_dir: Path
+    d: RunningDaemon
+
+    def kernel_fdb(self) -> str:
+        return run(self.hb, "bridge", "fdb", "show", "dev", self.vx).stdout
+
+    def vtysh(self, command: str) -> str:
+        return run(self.hb, "vtysh", "--vty_socket", str(self.frr_dir / "run"), "-c",
+                   command).stdout
+
+
+@contextlib.contextmanager
+def frr_pair(netns: Callable[[], str], tmp_path: Path) -> Iterator[Pair]:
+    """Host A (vswitchd, [evpn]) and host B (FRR + kernel VTEP), a VM each,
+    the session up and each in the other's flood list."""
     if not shutil.which("gobgpd") or not (FRR / "bgpd").exists():
         if os.environ.get("CI") == "true":
             pytest.fail("gobgpd or FRR not installed (make deps)")
@@ -118,30 +144,60 @@ def test_evpn_with_frr_learns_macs_from_bgp_on_both_sides(netns, tmp_path: Path)
             s["state"] for s in d.ctl("evpn", "show")["sessions"]] == ["established"])
         wait_for("B (FRR) in A's flood list",
                  lambda: d.ctl("evpn", "show")["flood_list"] == [B_IP])
-        wait_ping(vma, VM_B, timeout_s=20)
-        a_mac, b_mac = mac_of(vma, vma_if), mac_of(vmb, vmb_if)
-
-        def kernel_fdb() -> str:
-            return run(hb, "bridge", "fdb", "show", "dev", vx).stdout
-
-        wait_for("A's VM in B's kernel fdb from BGP", lambda: re.search(
-            rf"{a_mac} dst {re.escape(A_IP)} .*extern_learn", kernel_fdb()) is not None)
-        wait_for("B's VM at B's VTEP on A", lambda: [
-            e.get("vtep") for e in d.ctl("fdb", "show") if e["mac"] == b_mac] == [B_IP])
-        r = ping(vma, VM_B, count=10, interval=0.05)
-        assert ping_loss(r.stdout) == 0, r.stdout
-        server = subprocess.Popen(["ip", "netns", "exec", vmb, "iperf3", "-s", "-1"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(0.5)
-            client = run(vma, "iperf3", "-c", VM_B, "-t", "1", check=False, timeout=30)
-            assert client.returncode == 0, client.stdout + client.stderr
-        finally:
-            server.kill()
-            server.wait()
+        yield Pair(ha, hb, vma, vmb, vx, vb, vma_if, vmb_if, frr_dir, d)
     finally:
         if d is not None:
             rc = d.stop()
             assert rc == 0, f"vswitchd exited {rc}:\n{d.log()}"
         stop_frr(frr)
         shutil.rmtree(frr_dir, ignore_errors=True)
+
+
+def test_evpn_with_frr_learns_macs_from_bgp_on_both_sides(netns, tmp_path: Path) -> None:
+    with frr_pair(netns, tmp_path) as p:
+        d = p.d
+        wait_ping(p.vma, VM_B, timeout_s=20)
+        a_mac, b_mac = mac_of(p.vma, p.vma_if), mac_of(p.vmb, p.vmb_if)
+        wait_for("A's VM in B's kernel fdb from BGP", lambda: re.search(
+            rf"{a_mac} dst {re.escape(A_IP)} .*extern_learn", p.kernel_fdb()) is not None)
+        wait_for("B's VM at B's VTEP on A", lambda: [
+            e.get("vtep") for e in d.ctl("fdb", "show") if e["mac"] == b_mac] == [B_IP])
+        r = ping(p.vma, VM_B, count=10, interval=0.05)
+        assert ping_loss(r.stdout) == 0, r.stdout
+        server = subprocess.Popen(["ip", "netns", "exec", p.vmb, "iperf3", "-s", "-1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            client = run(p.vma, "iperf3", "-c", VM_B, "-t", "1", check=False, timeout=30)
+            assert client.returncode == 0, client.stdout + client.stderr
+        finally:
+            server.kill()
+            server.wait()
+
+
+def test_a_vm_moved_from_the_frr_host_to_vswitchd_wins_with_a_higher_sequence(
+        netns, tmp_path: Path) -> None:
+    with frr_pair(netns, tmp_path) as p:
+        d = p.d
+        wait_ping(p.vma, VM_B, timeout_s=20)
+        b_mac = mac_of(p.vmb, p.vmb_if)
+        wait_for("B's VM known on A from FRR's route", lambda: [
+            m["seq"] for m in d.ctl("evpn", "show")["received_macs"] if m["mac"] == b_mac]
+            == [0])
+        # Move: the VM leaves host B (its port there is deleted) and is
+        # attached to host A with the same MAC and address.
+        run(p.hb, "ip", "link", "del", p.vb)
+        new_if = f"vm{p.vmb[-8:]}"
+        d.ctl("port", "add", "vm1", "type=tap", f"ifname={new_if}", f"netns={p.vmb}",
+              "vlan=10")
+        d.wait_ports_up("vm1")
+        run(p.vmb, "ip", "link", "set", new_if, "address", b_mac)
+        run(p.vmb, "ip", "link", "set", new_if, "mtu", "1450")
+        addr(p.vmb, new_if, f"{VM_B}/24")
+        wait_ping(p.vmb, VM_A, timeout_s=20)
+        wait_for("A advertises the moved MAC with sequence 1", lambda: [
+            m["seq"] for m in d.ctl("evpn", "show")["sent_macs"] if m["mac"] == b_mac] == [1])
+        wait_for("B's kernel points the MAC at A", lambda: re.search(
+            rf"{b_mac} dst {re.escape(A_IP)} .*extern_learn", p.kernel_fdb()) is not None)
+        routes = p.vtysh("show bgp l2vpn evpn route type macip")
+        assert "MM:1" in routes, routes
