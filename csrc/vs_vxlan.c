@@ -451,7 +451,7 @@ vs_vxlan_read_burst(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq)
         vtep_count(vc, pkt->in_vtep, VS_VTEP_RX_BYTES, got - VS_VXLAN_HLEN);
         n++;
     }
-    return n;
+    return vs_vxlan_coalesce(ctx->pkts, n);
 }
 
 /* Where a frame from 'pkt''s source is learned: at (port, VTEP), or not

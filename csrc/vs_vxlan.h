@@ -44,6 +44,10 @@
  * can never point at a recycled VTEP.  Each VTEP has a "flood" flag: the
  * head-end replication list for broadcast, multicast and unknown unicast.
  *
+ * Receive offload: runs of one TCP flow's segments in a burst are merged
+ * into one GSO super-frame (vs_vxlan_gro.c), so a VM's TAP takes a
+ * stream in 64 KB steps as it would from the kernel's GRO.
+ *
  * Decapsulation drops, each counted on the vxlan port under its own
  * reason: shorter than the VXLAN header plus an Ethernet header
  * (vxlan_short), I flag clear (vxlan_no_vni_flag), any other flag or
@@ -145,5 +149,8 @@ uint16_t vs_vxlan_src_port(const struct vs_vxlan *, const uint8_t *frame,
 uint32_t vs_vxlan_read_burst(struct vs_ctx *, const struct vs_rxq_ref *);
 void vs_vxlan_egress(struct vs_ctx *, struct vs_port *, struct vs_pkt *);
 uint32_t vs_vxlan_learn_port(const struct vs_port *, const struct vs_pkt *);
+/* Receive offload: merges a burst's decapsulated TCP segments into GSO
+ * super-frames (vs_vxlan_gro.c); returns the frames left. */
+uint32_t vs_vxlan_coalesce(struct vs_pkt *pkts, uint32_t n);
 
 #endif /* vs_vxlan.h */

@@ -251,6 +251,13 @@ def pipeline_seeds() -> dict[str, bytes]:
                       + rec(P_VXLAN, z, vxh(4242) + arp(C)))
     h, f = tcp_super(*v4(dst=BCAST), mss=1348, payload=6000)
     s["vxlan_gso_out"] = rec(P_ACCESS10_MRG, h, f)
+    # A run of one flow's segments in one burst: merged (vs_vxlan_gro.c).
+    segs = [bytes(Ether(src=C, dst=A) / IP(src="10.0.0.3", dst="10.0.0.1")
+                  / TCP(sport=1, dport=2, seq=1000 + 700 * i, flags="A") / Raw(bytes([i]) * 700))
+            for i in range(4)]
+    s["vxlan_gro_run"] = (rec(P_ACCESS10_MRG, z, arp(A))
+                          + b"".join(rec(P_VXLAN, z, vxh(5010) + seg, 0) for seg in segs)
+                          + rec(P_VXLAN, z, vxh(5010) + segs[0]))
     return s
 
 

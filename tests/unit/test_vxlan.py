@@ -279,3 +279,56 @@ def test_with_a_udp_pool_a_flow_leaves_from_one_pool_port_and_super_frames_as_ud
         assert h.vx.vteps()[0].counters["tx_packets"] == 5
     finally:
         h.close()
+
+
+def tcp_seg(seq: int, payload: bytes, flags: str = "A", sport: int = 40000) -> bytes:
+    return bytes(Ether(src=RMAC, dst=VMAC) / IP(src="10.0.0.2", dst="10.0.0.1", id=seq & 0xffff)
+                 / TCP(sport=sport, dport=5201, seq=seq, ack=7, flags=flags, window=500)
+                 / payload)
+
+
+def test_a_burst_of_one_flows_segments_reaches_a_tso_port_as_one_super_frame():
+    h = VxlanHarness()
+    try:
+        h.add(3, mode="access", access_vlan=10, vnet_hdr_len=12, offload_csum=True,
+              offload_tso=True)
+        h.inject(3, frame(src=VMAC))                    # VMAC lives on port 3
+        payloads = [bytes([i]) * 1000 for i in range(3)] + [b"z" * 300]
+        seq = 1000
+        for p in payloads:
+            h.remote.sendto(vxlan_hdr(5010) + tcp_seg(seq, p), h.rx.getsockname())
+            seq += len(p)
+        h.run()
+        (got,) = h.ports[3].received()
+        flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = struct.unpack(
+            "<BBHHHH", got[:10])
+        assert (flags, gso_type, gso_size) == (1, 1, 1000)        # NEEDS_CSUM, TCPv4
+        assert (csum_start, csum_offset, hdr_len) == (34, 16, 54)
+        pkt = Ether(got[12:])
+        assert bytes(pkt[TCP].payload) == b"".join(payloads)
+        assert pkt[IP].len == 20 + 20 + 3300 and pkt[TCP].seq == 1000
+        assert IP(bytes(pkt[IP]))[IP].chksum == pkt[IP].chksum    # a valid IP checksum
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("breaker", ["gap", "psh_first", "other_flow", "bad_csum"])
+def test_segments_that_do_not_continue_a_run_are_left_alone(breaker):
+    h = VxlanHarness()
+    try:
+        h.add(3, mode="access", access_vlan=10, vnet_hdr_len=12, offload_csum=True,
+              offload_tso=True)
+        h.inject(3, frame(src=VMAC))
+        a = tcp_seg(1000, b"a" * 500, flags="PA" if breaker == "psh_first" else "A")
+        b = tcp_seg(1500 + (1 if breaker == "gap" else 0), b"b" * 500,
+                    sport=40001 if breaker == "other_flow" else 40000)
+        if breaker == "bad_csum":
+            b = b[:-1] + b"\x00"
+        for seg in (a, b):
+            h.remote.sendto(vxlan_hdr(5010) + seg, h.rx.getsockname())
+        h.run()
+        got = h.ports[3].received()
+        assert len(got) == 2
+        assert all(g[:10] == bytes(10) for g in got)              # no offload claimed
+    finally:
+        h.close()
