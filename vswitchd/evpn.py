@@ -99,6 +99,7 @@ class _State:
     # its old host withdrew it, and must still win with a higher number.
     remote_seq: dict[tuple[int, str], int] = field(default_factory=dict)
     remote_seen: dict[tuple[int, str], float] = field(default_factory=dict)
+    remote_since: dict[tuple[int, str], int] = field(default_factory=dict)
     received: dict[str, int] = field(default_factory=lambda: {"type2": 0, "type3": 0})
 
 
@@ -242,9 +243,10 @@ class Evpn:
                                 frozenset(q.id for q in ports if q is not p))
         return None
 
-    def _local_macs(self, o: _Overlay) -> dict[tuple[int, str], int]:
-        """(VLAN, MAC) -> VNI of every MAC learned on a local port."""
-        return {(e.vlan, e.mac): o.vni_of[e.vlan] for e in self.switch.fast.macs.dump()
+    def _local_macs(self, o: _Overlay) -> dict[tuple[int, str], tuple[int, int]]:
+        """(VLAN, MAC) -> (VNI, last seen, s) of every MAC learned on a local port."""
+        return {(e.vlan, e.mac): (o.vni_of[e.vlan], e.seen_s)
+                for e in self.switch.fast.macs.dump()
                 if not mac_vtep(e.port) and mac_port(e.port) in o.local_ports
                 and e.vlan in o.vni_of}
 
@@ -254,7 +256,7 @@ class Evpn:
     def _rt(self, vni: int) -> tuple[str, ...]:
         return (f"{self.cfg.asn % 65536}:{vni}",)
 
-    def _sync(self, o: _Overlay, local: dict[tuple[int, str], int]) -> None:
+    def _sync(self, o: _Overlay, local: dict[tuple[int, str], tuple[int, int]]) -> None:
         assert self.client is not None
         st = self.state
         vlan_of = {vni: vlan for vlan, vni in o.vni_of.items()}
@@ -267,10 +269,13 @@ class Evpn:
         st.received = {"type2": len(remote2), "type3": len(remote3)}
         now = time.monotonic()
         for key, r in remote2.items():
+            if key not in st.remote_seq or r.seq > st.remote_seq[key]:
+                st.remote_since[key] = int(now)     # when this claim was first seen
             st.remote_seq[key] = max(st.remote_seq.get(key, 0), r.seq)
             st.remote_seen[key] = now
         for key in [k for k, seen in st.remote_seen.items() if now - seen > SEQ_MEMORY_S]:
             del st.remote_seq[key], st.remote_seen[key]
+            st.remote_since.pop(key, None)
         self.sessions = self.client.sessions()     # for the exporter: no gRPC at scrape
 
         # What we advertise.
@@ -278,20 +283,29 @@ class Evpn:
         for vlan, vni in o.vni_of.items():
             want[("imet", vni)] = ImetRoute(vni, o.local_ip, o.local_ip, self._rd(vlan),
                                             self._rt(vni))
-        for (vlan, mac), vni in local.items():
+        here: set[tuple[int, str]] = set()
+        for (vlan, mac), (vni, seen_s) in local.items():
             prev = st.advertised.get(("mac", vni, mac))
             seq = prev[0].seq if prev else 0
             theirs = st.remote_seq.get((vlan, mac))
             if theirs is not None and theirs >= seq:
+                live = (vlan, mac) in remote2
+                if live and seen_s <= st.remote_since.get((vlan, mac), 0):
+                    # Claimed elsewhere with a higher number and not heard
+                    # here since: it moved away; our entry is stale.
+                    continue
                 seq = theirs + 1                # it moved here (RFC 7432 section 15)
+            here.add((vlan, mac))
             want[("mac", vni, mac)] = MacRoute(vni, mac, o.local_ip, self._rd(vlan),
                                                self._rt(vni), seq=seq)
-        for key in list(st.advertised):
-            if want.get(key) != st.advertised[key][0] and self._may_change(key, now):
+        for key in set(st.advertised) | set(want):
+            old = st.advertised.get(key)
+            if (old[0] if old else None) == want.get(key) or not self._may_change(key, now):
+                continue
+            if old is not None:
                 self.client.delete(st.advertised.pop(key)[1])
-        for key, route in want.items():
-            if key not in st.advertised and self._may_change(key, now):
-                st.advertised[key] = (route, self.client.add(route))
+            if key in want:
+                st.advertised[key] = (want[key], self.client.add(want[key]))
 
         # What we install.
         vx = o.vxlan
@@ -304,7 +318,7 @@ class Evpn:
         st.flood = set(remote3)
         installs: dict[tuple[int, str], int] = {}
         for (vlan, mac), r in remote2.items():
-            if (vlan, mac) not in local:
+            if (vlan, mac) not in here:        # a stale local entry is moved over
                 installs[(vlan, mac)] = o.port_id | (vx.add_vtep(r.nexthop, flood=False) << 16)
         macs = self.switch.fast.macs
         for key, word in st.installed.items():

@@ -85,6 +85,7 @@ class Pair:
     vmb: str
     vx: str
     vb: str
+    br: str
     vma_if: str
     vmb_if: str
     frr_dir: Path
@@ -144,7 +145,7 @@ def frr_pair(netns: Callable[[], str], tmp_path: Path) -> Iterator[Pair]:
             s["state"] for s in d.ctl("evpn", "show")["sessions"]] == ["established"])
         wait_for("B (FRR) in A's flood list",
                  lambda: d.ctl("evpn", "show")["flood_list"] == [B_IP])
-        yield Pair(ha, hb, vma, vmb, vx, vb, vma_if, vmb_if, frr_dir, d)
+        yield Pair(ha, hb, vma, vmb, vx, vb, br, vma_if, vmb_if, frr_dir, d)
     finally:
         if d is not None:
             rc = d.stop()
@@ -201,3 +202,33 @@ def test_a_vm_moved_from_the_frr_host_to_vswitchd_wins_with_a_higher_sequence(
             rf"{b_mac} dst {re.escape(A_IP)} .*extern_learn", p.kernel_fdb()) is not None)
         routes = p.vtysh("show bgp l2vpn evpn route type macip")
         assert "MM:1" in routes, routes
+
+
+def test_a_vm_moved_from_vswitchd_to_the_frr_host_converges_with_a_higher_sequence(
+        netns, tmp_path: Path) -> None:
+    with frr_pair(netns, tmp_path) as p:
+        d = p.d
+        wait_ping(p.vma, VM_B, timeout_s=20)
+        a_mac = mac_of(p.vma, p.vma_if)
+        wait_for("A's route for its VM in B's kernel", lambda: re.search(
+            rf"{a_mac} dst {re.escape(A_IP)} .*extern_learn", p.kernel_fdb()) is not None)
+        # The VM comes up on host B (same MAC and address) while A still
+        # has it, then its port on A is deleted: a live migration's order.
+        moved = netns()
+        new_if, vb2 = f"vm{moved[-8:]}", f"vc{moved[-8:]}"
+        sh("ip", "link", "add", vb2, "netns", p.hb, "type", "veth", "peer", "name", new_if,
+           "netns", moved)
+        run(p.hb, "ip", "link", "set", vb2, "master", p.br, "up")
+        run(moved, "ip", "link", "set", new_if, "address", a_mac)
+        run(moved, "ip", "link", "set", new_if, "mtu", "1450")
+        addr(moved, new_if, f"{VM_A}/24")
+        wait_ping(moved, VM_B, timeout_s=20)
+        d.ctl("port", "del", "vm0")
+        wait_for("FRR's claim with a higher sequence on A", lambda: [
+            m["seq"] for m in d.ctl("evpn", "show")["received_macs"] if m["mac"] == a_mac]
+            == [1])
+        wait_for("A forwards to the VM at B's VTEP", lambda: [
+            e.get("vtep") for e in d.ctl("fdb", "show") if e["mac"] == a_mac] == [B_IP])
+        wait_for("A's own route withdrawn", lambda: not [
+            m for m in d.ctl("evpn", "show")["sent_macs"] if m["mac"] == a_mac])
+        assert "MM:1" in p.vtysh("show bgp l2vpn evpn route type macip")
