@@ -102,6 +102,19 @@ def test_two_vswitchd_hosts_reach_each_other_through_evpn_routes_only(
         wait_ping(vma, VM_B)                # traffic resumes
         r = ping(vma, VM_B, count=5, interval=0.05)
         assert ping_loss(r.stdout) == 0, r.stdout
+
+        # vswitchd restarts: its routes leave with it and come back with it.
+        assert a.stop() == 0
+        wait_for("A's routes gone from B", lambda: b.ctl("evpn", "show")["routes"]["received"]
+                 == {"type2": 0, "type3": 0})
+        (a.tmp / "notify.sock").unlink()    # the fixture's listener of the first start
+        a.start()
+        a.wait_ports_up("vm0", "vx0")
+        run(vma, "ip", "link", "set", f"vt{vma[-8:]}", "mtu", "1450")
+        addr(vma, f"vt{vma[-8:]}", f"{VM_A}/24")
+        wait_for("A's routes back on B",
+                 lambda: b.ctl("evpn", "show")["routes"]["received"]["type3"] == 1, 40)
+        wait_ping(vma, VM_B)
     finally:
         for d in daemons.values():
             rc = d.stop()
