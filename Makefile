@@ -14,12 +14,19 @@ PREFIX ?= /opt/vswitchd
 
 # Tools the tests and benchmarks drive for real.
 # libpcap0.8: `vswitchctl capture --filter` compiles filters with libpcap (ctypes).
+# nftables: the bridge + nftables rows of `make bench`.
+# gobgpd and golang-github-osrg-gobgp-dev: the EVPN control plane and the
+# .proto files its Python stubs are generated from (vswitchd/gobgp_build.py);
+# frr: the other side of the EVPN interop test.
 APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc clang \
-                libclang-rt-14-dev prometheus libpcap0.8 nftables
-APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool nft
+                libclang-rt-14-dev prometheus libpcap0.8 nftables gobgpd \
+                golang-github-osrg-gobgp-dev frr
+APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool nft gobgpd vtysh
 
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/cdef/*.h) csrc/build_fastpath.py
 FASTPATH := vswitchd/_fastpath.cpython-311-x86_64-linux-gnu.so
+GOBGP_PROTO_DIR ?= /usr/share/gocode/src/github.com/osrg/gobgp/api
+GOBGP_STUBS := vswitchd/_gobgp/gobgp_pb2.py
 
 ACL_BENCH := build/acl_bench
 ACL_BENCH_SRC := bench/acl_bench.c csrc/vs_acl.c csrc/vs_acl_key.c
@@ -50,7 +57,14 @@ venv: $(VENV)/.installed  ## create the virtualenv and install the package with 
 $(FASTPATH): $(VENV)/.installed $(C_SOURCES)
 	$(PY) csrc/build_fastpath.py
 
-build: $(FASTPATH)  ## compile the C fast path in place
+# Generated from Debian's .proto files, never copied into the project.  On a
+# machine without them (no `make deps` yet) the stubs are skipped: only the
+# GoBGP client (vswitchd/gobgp.py) needs them.
+$(GOBGP_STUBS): $(VENV)/.installed vswitchd/gobgp_build.py
+	@if [ -d $(GOBGP_PROTO_DIR) ]; then $(PY) -m vswitchd.gobgp_build $(GOBGP_PROTO_DIR); \
+	else echo "no $(GOBGP_PROTO_DIR): GoBGP stubs not generated (make deps)"; fi
+
+build: $(FASTPATH) $(GOBGP_STUBS)  ## compile the C fast path in place, generate the GoBGP stubs
 
 run: deps build  ## start the daemon in the foreground on configs/vswitchd.toml (root)
 	$(VENV)/bin/vswitchd --config $(CONFIG)

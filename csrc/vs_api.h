@@ -14,5 +14,6 @@
 #include "vs_mirror.h"
 #include "vs_capture.h"
 #include "vs_trace.h"
+#include "vs_vxlan.h"
 
 #endif /* vs_api.h */

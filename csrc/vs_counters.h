@@ -15,6 +15,7 @@
 #define VS_COUNTERS_H 1
 
 /* X(ENUM, "name", "help") */
+
 #define VS_TRAFFIC_COUNTERS(X)                                              \
     X(RX_PACKETS, "rx_packets", "Frames received on the port")             \
     X(RX_BYTES, "rx_bytes", "Bytes received on the port (Ethernet header on)") \
@@ -54,7 +55,16 @@
     X(DROP_ACL_UNPARSABLE, "acl_unparsable", "IP header cut short where an ACL deny rule needs its fields") \
     X(DROP_QOS_OUT, "qos_out", "From the VM beyond the port's max_bandwidth_out") \
     X(DROP_QOS_IN, "qos_in", "Toward the VM beyond the port's max_bandwidth_in") \
-    X(DROP_MIRROR_OUTPUT, "mirror_output", "Sent by a mirror output port, which only receives copies")
+    X(DROP_MIRROR_OUTPUT, "mirror_output", "Sent by a mirror output port, which only receives copies") \
+    VS_VXLAN_DROP_REASONS(X)
+
+/* Decapsulation drops of vxlan ports (vs_vxlan.h). */
+#define VS_VXLAN_DROP_REASONS(X)                                            \
+    X(DROP_VXLAN_SHORT, "vxlan_short", "VXLAN datagram shorter than its header plus an Ethernet header") \
+    X(DROP_VXLAN_NO_VNI_FLAG, "vxlan_no_vni_flag", "VXLAN header without the I flag") \
+    X(DROP_VXLAN_RESERVED, "vxlan_reserved", "VXLAN header with reserved bits or unknown flags set") \
+    X(DROP_VXLAN_UNKNOWN_VNI, "vxlan_unknown_vni", "VXLAN VNI not in the port's vni_map") \
+    X(DROP_VXLAN_UNKNOWN_VTEP, "vxlan_unknown_vtep", "VXLAN from a VTEP not in the flood list while learning is off")
 
 #define VS_COUNTER_ENUM(ENUM, NAME, HELP) VS_C_##ENUM,
 enum vs_counter {

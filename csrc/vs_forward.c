@@ -40,6 +40,7 @@
 #include "vs_guard.h"
 #include "vs_mirror.h"
 #include "vs_policy.h"
+#include "vs_port_class.h"
 #include "vs_qos.h"
 #include "vs_trace.h"
 #include "vs_vlan.h"
@@ -179,6 +180,8 @@ vs_tx_flush(struct vs_ctx *ctx)
                 memset(&msgs[n], 0, sizeof msgs[n]);
                 msgs[n].msg_hdr.msg_iov = e->iov;
                 msgs[n].msg_hdr.msg_iovlen = (size_t) e->iovcnt;
+                msgs[n].msg_hdr.msg_name = (void *) e->name;
+                msgs[n].msg_hdr.msg_namelen = e->namelen;
                 idx[n++] = j;
                 sent[j] = 1;
             }
@@ -334,6 +337,11 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
     if (gso && !gso_fits_mtu(ctx, port, pkt)) {
         return;
     }
+    const struct vs_port_class *cls = vs_port_class_of(port->p.kind);
+    if (cls) {
+        cls->egress(ctx, port, pkt);
+        return;
+    }
     if (gso && !port->p.offload_tso) {
         vs_trace_note(ctx, VS_TRACE_OFFLOAD, "port %u has no TSO: super-frame "
                       "(gso_size %u) segmented in software", port->p.id,
@@ -367,6 +375,8 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
         observe_tx(ctx, port, pkt, &vh, e->hdr + hl, l2_len);
     }
     e->port = port;
+    e->name = NULL;
+    e->namelen = 0;
     e->fd = port->p.fds[ctx->index % port->p.n_queues];
     e->len = l2_len + (pkt->len - pkt->inner_off);
     e->iov[0].iov_base = e->hdr;
@@ -419,6 +429,9 @@ flood_skip(const struct vs_config *cfg, const struct vs_port *in,
 {
     if (p == in) {
         return "ingress port";
+    }
+    if (vs_port_split(in->p.kind, p->p.kind)) {
+        return "split horizon (overlay to overlay)";
     }
     if (!p->p.up) {
         return "link down";
@@ -618,10 +631,17 @@ classify(struct vs_ctx *ctx, const struct vs_config *cfg, struct vs_port *in,
             return r;
         }
     }
+    /* Where the source lives: the port, or for an overlay port the
+     * (port, remote VTEP) the frame came from (vs_port_class.h). */
+    const struct vs_port_class *cls = vs_port_class_of(in->p.kind);
+    uint32_t at = cls ? cls->learn_port(in, pkt) : in->p.id;
+    if (at == VS_PORT_NONE) {
+        return 0;
+    }
     if (__builtin_expect(ctx->trace != NULL, 0)) {
-        vs_trace_learn(ctx, pkt->vlan, src, in->p.id);     /* record, never learn */
+        vs_trace_learn(ctx, pkt->vlan, src, at);     /* record, never learn */
     } else {
-        vs_mac_learn(ctx->sw->macs, pkt->vlan, src, in->p.id, now_s);
+        vs_mac_learn(ctx->sw->macs, pkt->vlan, src, at, now_s);
     }
     return 0;
 }
@@ -672,15 +692,24 @@ vs_forward_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
             continue;
         }
         pkt->out_port = VS_PORT_NONE;
+        pkt->out_vtep = 0;
         if (!vs_mac_is_multicast(pkt->data)) {
             uint32_t out = vs_mac_lookup(ctx->sw->macs, pkt->vlan, pkt->data);
             if (__builtin_expect(ctx->trace != NULL, 0)) {
                 out = vs_trace_lookup(ctx, pkt->vlan, pkt->data, out);
             }
-            if (out == in_id) {
-                /* Both ends are on the ingress port: a physical switch
-                 * filters the frame; it never goes back where it came from. */
-                vs_trace_note(ctx, VS_TRACE_LOOKUP, "hit on the ingress port %u", out);
+            if (out != VS_PORT_NONE) {
+                pkt->out_vtep = (uint16_t) VS_MAC_VTEP(out);
+                out = VS_MAC_PORT(out);
+            }
+            if (out == in_id
+                || (out < VS_MAX_PORTS && cfg->ports[out]
+                    && vs_port_split(in->p.kind, cfg->ports[out]->p.kind))) {
+                /* Both ends are on the ingress port (or behind the same
+                 * overlay: split horizon): a physical switch filters the
+                 * frame; it never goes back where it came from. */
+                vs_trace_note(ctx, VS_TRACE_LOOKUP, "hit on the ingress port %u%s", out,
+                              out == in_id ? "" : "'s overlay (split horizon)");
                 drop(ctx, pkt, in_id, VS_C_DROP_SAME_PORT);
                 continue;
             }

@@ -391,6 +391,7 @@ struct removal {
     uint32_t now_s, aging_s;
     int32_t vlan;               /* -1: any */
     int64_t port;               /* -1: any */
+    uint32_t port_mask;         /* of the port word, before comparing */
 };
 
 static int
@@ -404,8 +405,8 @@ removal_matches(const struct removal *r, const struct slot *s, uint64_t k)
     if (r->vlan != -1 && (int64_t) ((k >> KEY_VLAN_SHIFT) & 0xfff) != r->vlan) {
         return 0;
     }
-    return r->port == -1
-           || (int64_t) atomic_load_explicit(&s->port, memory_order_relaxed) == r->port;
+    uint32_t word = atomic_load_explicit(&s->port, memory_order_relaxed);
+    return r->port == -1 || (int64_t) (word & r->port_mask) == r->port;
 }
 
 /* Removes every live entry of 't' that 'r' matches; returns how many. */
@@ -452,7 +453,22 @@ vs_mac_age(struct vs_mac_table *t, uint32_t now_s, uint32_t aging_s)
 uint32_t
 vs_mac_flush(struct vs_mac_table *t, int32_t vlan, int64_t port)
 {
-    struct removal r = { .aging = 0, .vlan = vlan, .port = port };
+    struct removal r = { .aging = 0, .vlan = vlan, .port = port,
+                         .port_mask = 0xffffffffu };
+    uint32_t removed = remove_matching(t, &r);
+    atomic_fetch_add_explicit(&t->flushed, removed, memory_order_relaxed);
+    return removed;
+}
+
+/* Like vs_mac_flush(), but compares only the bits of an entry's port word
+ * in 'mask' with 'port': VS_MAC_PORT_MASK removes a port's entries behind
+ * every VTEP of it (see VS_MAC_AT()). */
+uint32_t
+vs_mac_flush_masked(struct vs_mac_table *t, int32_t vlan, int64_t port,
+                    uint32_t mask)
+{
+    struct removal r = { .aging = 0, .vlan = vlan, .port = port,
+                         .port_mask = mask };
     uint32_t removed = remove_matching(t, &r);
     atomic_fetch_add_explicit(&t->flushed, removed, memory_order_relaxed);
     return removed;

@@ -68,6 +68,14 @@
 /* vs_mac_lookup()'s answer for "not known: flood". */
 #define VS_PORT_NONE 0xffffffffu
 
+/* An entry's port word: the port id in the low 16 bits and, for a remote
+ * address behind an overlay port, the VTEP's index in the port's VTEP
+ * table (vs_vxlan.h) in the high 16; 0 there for a local address. */
+#define VS_MAC_AT(port, vtep) ((uint32_t) (port) | ((uint32_t) (vtep) << 16))
+#define VS_MAC_PORT_MASK 0xffffu
+#define VS_MAC_PORT(word) ((word) & VS_MAC_PORT_MASK)
+#define VS_MAC_VTEP(word) ((word) >> 16)
+
 /* Largest 'capacity' vs_mac_table_new() accepts (its slots take 512 MiB). */
 #define VS_MAC_CAPACITY_MAX (1u << 24)
 
@@ -116,6 +124,8 @@ uint32_t vs_mac_lookup(const struct vs_mac_table *, uint16_t vlan,
 /* Removal. */
 uint32_t vs_mac_age(struct vs_mac_table *, uint32_t now_s, uint32_t aging_s);
 uint32_t vs_mac_flush(struct vs_mac_table *, int32_t vlan, int64_t port);
+uint32_t vs_mac_flush_masked(struct vs_mac_table *, int32_t vlan, int64_t port,
+                             uint32_t mask);
 
 /* Reporting. */
 uint32_t vs_mac_dump(const struct vs_mac_table *, struct vs_mac_entry *out,

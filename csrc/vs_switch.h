@@ -44,6 +44,7 @@
 enum vs_port_kind {
     VS_PORT_FD = 0,       /* one frame per read()/write(): TAP queues */
     VS_PORT_PACKET = 1,   /* datagram sockets, batched recvmmsg()/sendmmsg() */
+    VS_PORT_VXLAN = 2,    /* a VTEP: UDP socket in, raw socket out (vs_vxlan.h) */
 };
 
 enum vs_port_mode {
@@ -57,6 +58,7 @@ struct vs_acl_sessions;
 
 /* Sessions the switch's stateful ACL table holds unless told otherwise. */
 #define VS_ACL_SESSIONS_DEFAULT 262144
+struct vs_vxlan;
 
 /* A port as the control plane describes it.  Copied into the config. */
 struct vs_port_params {
@@ -73,6 +75,8 @@ struct vs_port_params {
      * by the caller like the fds and freed only after a config without
      * them is published; NULL = no ring, read with recvmmsg(). */
     struct vs_ring *rings[VS_MAX_QUEUES];
+    /* Vxlan ports: the VTEP (vs_vxlan.h), owned by the caller like rings. */
+    struct vs_vxlan *vxlan;
     uint32_t vnet_hdr_len;      /* 0, 10 or 12 */
     int offload_csum;           /* egress may carry partial checksums */
     int offload_tso;            /* egress may carry TCP GSO super-frames */

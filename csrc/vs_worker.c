@@ -31,6 +31,7 @@
 
 #include <linux/if_packet.h>
 
+#include "vs_port_class.h"
 #include "vs_ring.h"
 #include "vs_guard.h"
 #include "vs_qos.h"
@@ -327,7 +328,9 @@ vs_ctx_poll_rxq(struct vs_ctx *ctx, const struct vs_config *cfg,
         return 0;   /* another worker is reading it: it gets the frames */
     }
     uint64_t t0 = now_ns();
-    uint32_t n = port->p.kind == VS_PORT_PACKET
+    const struct vs_port_class *cls = vs_port_class_of(port->p.kind);
+    uint32_t n = cls ? cls->read_burst(ctx, rxq)
+                 : port->p.kind == VS_PORT_PACKET
                  ? read_burst_packet(ctx, rxq, hl)
                  : read_burst_fd(ctx, rxq->fd, hl);
     if (n) {

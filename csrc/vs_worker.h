@@ -72,6 +72,8 @@ struct vs_pkt {
     uint16_t inner_off;         /* offset of the real EtherType: 12 or 16 */
     uint16_t dropped;           /* nonzero: already dropped and counted */
     uint32_t out_port;          /* VS_PORT_NONE = flood */
+    uint16_t in_vtep;           /* vxlan ports: the sender's VTEP, 0 = none */
+    uint16_t out_vtep;          /* the destination's VTEP, 0 = flood list */
 };
 
 /* A frame waiting for a batched sendmmsg() to a packet-socket port. */
@@ -83,6 +85,8 @@ struct vs_tx_entry {
     uint8_t hdr[VS_VNET_HDR_MRG_LEN + VS_ETH_VLAN_HLEN];
     struct iovec iov[3];
     int iovcnt;
+    const void *name;           /* sendmmsg() destination; NULL = none */
+    uint32_t namelen;
 };
 
 struct vs_ctx {

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from vswitchd import acl_format, observe_cli
+from vswitchd import acl_format, observe_cli, vxlan_report
 from vswitchd.errors import VswitchError
 from vswitchd.protocol import (
     DEFAULT_SOCKET,
@@ -173,10 +173,14 @@ def format_fdb(result: list[dict[str, Any]]) -> str:
     """Like `ovs-appctl fdb/show`, sorted by VLAN then MAC."""
     entries = sorted(result, key=lambda e: (e["vlan"], e["mac"]))
     width = max([5] + [len(str(e["port"])) for e in entries])
-    lines = [f"{'port':>{width}}  VLAN  {'MAC':<17}  Age"]
+    remote = any(e.get("vtep") for e in entries)    # a VTEP column only when there are any
+    lines = [f"{'port':>{width}}  VLAN  {'MAC':<17}  Age" + ("  VTEP" if remote else "")]
     for e in entries:
         age = "-" if e.get("age_s") is None else e["age_s"]
-        lines.append(f"{e['port']:>{width}}  {e['vlan']:>4}  {e['mac']:<17}  {age:>3}")
+        line = f"{e['port']:>{width}}  {e['vlan']:>4}  {e['mac']:<17}  {age:>3}"
+        if remote:
+            line += f"  {e.get('vtep') or '-'}"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -242,6 +246,8 @@ FORMATTERS: dict[str, Callable[[Any], str]] = {
     "acl/sessions": acl_format.format_acl_sessions,
     "acl/flush": acl_format.format_acl_flush,
     **observe_cli.FORMATTERS,
+    "vxlan/show": vxlan_report.format_show,
+    "evpn/show": vxlan_report.format_evpn,
 }
 
 
@@ -364,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
                        ("flush", "remove stateful sessions")):
         p = _leaf(acl, name, f"acl/{name}", help, lambda ns: {"port": ns.port})
         p.add_argument("--port", metavar="P", help="only port P")
+    vxlan = sub.add_parser("vxlan", help="VXLAN ports").add_subparsers(
+        dest="vxlan_cmd", metavar="{show}", required=True)
+    _leaf(vxlan, "show", "vxlan/show", "show VTEPs, VNIs and per-VTEP counters")
+    evpn = sub.add_parser("evpn", help="BGP EVPN").add_subparsers(
+        dest="evpn_cmd", metavar="{show}", required=True)
+    _leaf(evpn, "show", "evpn/show", "show BGP EVPN sessions and routes")
     _leaf(sub, "list-commands", "list-commands", "list the daemon's commands")
     observe_cli.add_parsers(sub, _leaf)
     return parser

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from vswitchd import acl_reports, observe_commands, reports
+from vswitchd import acl_reports, observe_commands, reports, vxlan_report
 from vswitchd.control import ControlServer
 from vswitchd.errors import VswitchError
 from vswitchd.switch import VSwitch
@@ -74,6 +74,8 @@ def register(server: ControlServer, switch: VSwitch,
                     "Show each worker's CPU, busy ratio and rx queues")
     server.register("rebalance", lambda a: {"message": switch.rebalance(force=True)}, "",
                     "Reassign rx queues to workers by their measured load now")
+    server.register("vxlan/show", lambda a: vxlan_report.show(switch), "",
+                    "Show each vxlan port's VTEPs, VNIs and per-VTEP counters")
     server.register("stats", lambda a: reports.stats(switch, _str(a, "port")), "[--port P]",
                     "Show every counter and drop reason per port, and MAC table events")
     server.register("acl/show", lambda a: acl_reports.acl_show(switch, _str(a, "port")),

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from vswitchd import vxlan_config
 from vswitchd.acl_config import (
     DEFAULT_ACTIONS,
     POLICY_PORT_KEYS,
@@ -63,18 +64,19 @@ from vswitchd.config_values import (
 )
 from vswitchd.errors import ConfigError
 from vswitchd.mirror_config import MirrorConfig, check_ports_kept, parse_mirrors
+from vswitchd.vxlan_config import VxlanConfig
 
 ALL_VLANS: tuple[tuple[int, int], ...] = ((VLAN_MIN, VLAN_MAX),)
-PORT_TYPES = ("tap", "netdev")
+PORT_TYPES = ("tap", "netdev", "vxlan")
 PORT_MODES = ("access", "trunk")
 RXQ_ASSIGN = ("roundrobin", "cycles")
 # [switch] fields a running daemon cannot change: workers and their CPUs are
 # fixed at start, and the MAC table has a fixed capacity.
 RESTART_FIELDS = ("workers", "cpus", "mac_table_size", "acl_sessions")
 # PortConfig fields that can only change by closing and reopening the port.
-RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring")
+RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring", "vxlan")
 
-_SECTIONS = ("switch", "management", "metrics", "acls", "ports", "mirrors")
+_SECTIONS = ("switch", "management", "metrics", "acls", "ports", "mirrors", "evpn")
 _SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign",
                 "rebalance_interval_s", "rebalance_load_threshold", "rebalance_improvement",
                 "rebalance_sample_s", "busy_poll_us", "acl_sessions")
@@ -83,7 +85,7 @@ _METRICS_KEYS = ("listen",)
 PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
               "native_vlan", "persist", "mtu", "offload", "allowed_macs", "max_macs", "rx_ring",
               "dhcp_guard", "router_guard", "broadcast_pps", "multicast_pps",
-              "unknown_unicast_pps", *POLICY_PORT_KEYS)
+              "unknown_unicast_pps", *POLICY_PORT_KEYS) + vxlan_config.VXLAN_KEYS
 OFFLOAD_KEYS = ("csum", "tso")
 MODE_ONLY = {"vlan": "access", "vlans": "trunk", "native_vlan": "trunk"}
 _TAP_ONLY = ("netns", "persist")
@@ -135,6 +137,7 @@ class PortConfig:
     max_bandwidth_out: int | None = None   # bit/s from the VM; None: unlimited
     max_bandwidth_in: int | None = None    # bit/s toward the VM
     max_burst: int | None = None           # bucket depth in bytes; None: default
+    vxlan: VxlanConfig | None = None        # type "vxlan" only (vswitchd/vxlan_config.py)
 
     def allows_vlan(self, vid: int) -> bool:
         """Whether frames of VLAN `vid` may enter or leave this port."""
@@ -150,6 +153,10 @@ class PortConfig:
 
         parse_port(port.name, port.to_dict()) == port.
         """
+        if self.vxlan is not None:
+            return {"type": self.type, "ifname": self.ifname,
+                    **({"mtu": self.mtu} if self.mtu is not None else {}),
+                    **self.vxlan.to_dict()}
         out: dict[str, Any] = {"type": self.type, "ifname": self.ifname, "queues": self.queues}
         if self.netns is not None:
             out["netns"] = self.netns
@@ -286,6 +293,7 @@ class Config:
     acls: Mapping[str, AclSet] = field(default_factory=AclSets)
     # [mirrors.NAME] (vswitchd/mirror_config.py), as sorted (name, mirror) pairs.
     mirrors: tuple[tuple[str, MirrorConfig], ...] = ()
+    evpn: vxlan_config.EvpnConfig | None = None     # [evpn]: vswitchd/evpn.py
 
     def __post_init__(self) -> None:
         # Accept plain dicts, keep the value hashable.
@@ -313,6 +321,7 @@ class Config:
             "ports": {name: port.to_dict() for name, port in self.ports.items()},
             **({"mirrors": {name: m.to_dict() for name, m in self.mirrors}}
                if self.mirrors else {}),
+            **({"evpn": self.evpn.to_dict()} if self.evpn is not None else {}),
         }
 
 
@@ -329,6 +338,7 @@ class ConfigDiff:
     metrics_changed: bool = False
     acls_changed: tuple[str, ...] = ()   # ACL set names added, removed or changed
     mirrors_changed: bool = False
+    evpn_changed: bool = False           # [evpn] applies at the next restart
 
     @property
     def restart_required(self) -> tuple[str, ...]:
@@ -340,13 +350,14 @@ class ConfigDiff:
         """Every changed key or section a reload cannot apply, as the log
         and the reload reply name it: "switch.<field>", "management"."""
         return (tuple(f"switch.{name}" for name in self.restart_required)
-                + (("management",) if self.management_changed else ()))
+                + (("management",) if self.management_changed else ())
+                + (("evpn",) if self.evpn_changed else ()))
 
     @property
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed or self.switch_changed
                     or self.management_changed or self.metrics_changed or self.acls_changed
-                    or self.mirrors_changed)
+                    or self.mirrors_changed or self.evpn_changed)
 
 
 # --- Loading -------------------------------------------------------------------
@@ -387,7 +398,11 @@ def from_dict(data: dict[str, Any]) -> Config:
         ports[name] = port
     acls = parse_acl_sets(data.get("acls", {}))
     check_ports_acls(ports.values(), acls)
+    vxlan_config.check_ports(ports.values())
+    evpn = vxlan_config.parse_evpn(data["evpn"]) if "evpn" in data else None
+    ports = {n: vxlan_config.resolve_learning(p, evpn) for n, p in ports.items()}
     return Config(
+        evpn=evpn,
         switch=_parse_switch(data.get("switch", {})),
         management=_parse_management(data.get("management", {})),
         metrics=_parse_metrics(data.get("metrics", {})),
@@ -439,8 +454,17 @@ def parse_port(name: str, table: object, path: str = "ports") -> PortConfig:
     base = f"{path}.{name}"
     t = check_keys(table, base, PORT_KEYS)
     if "type" not in t:
-        raise err(f"{base}.type", "required key is missing (one of tap, netdev)")
+        raise err(f"{base}.type", "required key is missing (one of tap, netdev, vxlan)")
     type_ = one_of(PORT_TYPES)(t["type"], f"{base}.type")
+    if type_ == "vxlan":
+        vx = vxlan_config.parse(t, base)
+        return PortConfig(name=name, type=type_, ifname=_port_ifname(t, base, name),
+                          mode="trunk", vlans=vx.vlan_ranges(),
+                          mtu=get_key(t, base, "mtu", None, int_in(68, 65535)),
+                          offload=OffloadConfig(csum=False, tso=False), vxlan=vx)
+    for key in vxlan_config.VXLAN_KEYS:
+        if key in t:
+            raise err(f"{base}.{key}", f'not allowed for type "{type_}" (only for type "vxlan")')
     mode = get_key(t, base, "mode", "access", one_of(PORT_MODES))
     for key in _TAP_ONLY:
         if key in t and type_ != "tap":
@@ -512,7 +536,7 @@ def with_port(cfg: Config, port: PortConfig) -> Config:
     _check_unique(cfg.ports.values(), port)
     check_ports_acls((port,), cfg.acls)
     ports = dict(cfg.ports)
-    ports[port.name] = port
+    ports[port.name] = vxlan_config.resolve_learning(port, cfg.evpn)
     return dataclasses.replace(cfg, ports=Ports(ports.values()))
 
 
@@ -557,6 +581,7 @@ def diff(old: Config, new: Config) -> ConfigDiff:
         acls_changed=tuple(sorted(n for n in old.acls.keys() | new.acls.keys()
                                   if old.acls.get(n) != new.acls.get(n))),
         mirrors_changed=old.mirrors != new.mirrors,
+        evpn_changed=old.evpn != new.evpn,
     )
 
 

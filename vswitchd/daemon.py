@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from vswitchd import __version__, commands, config, fdstore, sdnotify
 from vswitchd.control import ControlServer
@@ -40,6 +41,15 @@ class Daemon:
         m = cfg.management
         self.control = ControlServer(m.socket, mode=m.socket_mode, group=m.socket_group)
         commands.register(self.control, self.switch, self.reload)
+        # [evpn]: BGP EVPN through GoBGP for the vxlan port (vswitchd/evpn.py).
+        self.evpn: Any = None
+        if cfg.evpn is not None:
+            from vswitchd.evpn import Evpn  # grpc and the stubs only with [evpn]
+            self.evpn = Evpn(cfg.evpn, self.switch)
+        self.switch.evpn = self.evpn        # for the exporter (vswitchd/metrics.py)
+        self.control.register("evpn/show", lambda a: self.evpn.show() if self.evpn else
+                              {"enabled": False}, "",
+                              "Show BGP EVPN sessions and the routes sent and received")
         # Always there, serving or not: a reload may enable a disabled exporter.
         self.metrics = MetricsServer(self.switch, cfg.metrics.listen)
         self._stop = asyncio.Event()
@@ -52,6 +62,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await self.switch.start()
         try:
+            if self.evpn is not None:
+                await self.evpn.start()
             if self.switch.config.metrics.enabled:
                 await self.metrics.start()
             try:
@@ -60,6 +72,8 @@ class Daemon:
                 await self.metrics.stop()
                 raise
         except BaseException:
+            if self.evpn is not None:
+                await self.evpn.stop()
             await self.switch.stop()
             raise
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -83,6 +97,8 @@ class Daemon:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.control.stop()       # first: see the module docstring
             await self.metrics.stop()       # before the switch: scrapes read its counters
+            if self.evpn is not None:
+                await self.evpn.stop()      # withdraws what it advertised
             await self.switch.stop()
 
     def _on_sighup(self) -> None:

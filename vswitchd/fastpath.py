@@ -11,7 +11,10 @@ workers' grace period never stalls other Python threads.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
+import socket
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -81,11 +84,14 @@ class PortParams:
     max_bps_out: int = 0
     max_bps_in: int = 0
     max_burst_bytes: int = 0
+    # Vxlan ports (kind "vxlan"): their VTEP, owned by the port.
+    vxlan: Vxlan | None = None
 
     def to_c(self) -> object:
         p = ffi.new("struct vs_port_params *")
         p.id = self.id
-        p.kind = lib.VS_PORT_PACKET if self.kind == "packet" else lib.VS_PORT_FD
+        p.kind = _PORT_KINDS.get(self.kind, lib.VS_PORT_FD)
+        p.vxlan = self.vxlan.c_vxlan if self.vxlan is not None else ffi.NULL
         p.mode = lib.VS_MODE_TRUNK if self.mode == "trunk" else lib.VS_MODE_ACCESS
         p.access_vlan = self.access_vlan
         p.native_vlan = self.native_vlan
@@ -127,6 +133,19 @@ class PortParams:
         p.max_bps_in = self.max_bps_in
         p.max_burst_bytes = self.max_burst_bytes
         return p
+
+
+_PORT_KINDS = {"fd": lib.VS_PORT_FD, "packet": lib.VS_PORT_PACKET, "vxlan": lib.VS_PORT_VXLAN}
+
+
+def mac_port(word: int) -> int:
+    """The port id in a MAC table entry's port word (csrc/vs_mac_table.h)."""
+    return word & 0xFFFF
+
+
+def mac_vtep(word: int) -> int:
+    """The VTEP index in a MAC table entry's port word; 0 = a local address."""
+    return word >> 16
 
 
 @dataclass(frozen=True)
@@ -199,8 +218,16 @@ class MacTable:
         return int(lib.vs_mac_age(self._t, now_s, aging_s))
 
     def flush(self, vlan: int | None = None, port: int | None = None) -> int:
-        return int(lib.vs_mac_flush(self._t, -1 if vlan is None else vlan,
-                                    -1 if port is None else port))
+        """Removes the entries of ``vlan`` and/or port id ``port``: those
+        behind any VTEP of an overlay port too (csrc/vs_mac_table.h)."""
+        return int(lib.vs_mac_flush_masked(self._t, -1 if vlan is None else vlan,
+                                           -1 if port is None else port,
+                                           lib.VS_MAC_PORT_MASK))
+
+    def flush_exact(self, vlan: int, word: int) -> int:
+        """Removes the entries of ``vlan`` whose port word is ``word``
+        exactly: one VTEP's remote entries (VS_MAC_AT())."""
+        return int(lib.vs_mac_flush(self._t, vlan, word))
 
     def dump(self) -> list[MacEntry]:
         size = max(len(self) + 64, 64)
@@ -401,3 +428,115 @@ class Ring:
         ring, self._ring = self._ring, None
         if ring is not None:
             lib.vs_ring_detach(ring)
+
+
+# Vxlan ports (csrc/vs_vxlan.h).
+
+VXLAN_OVERHEAD_V4: int = lib.VS_VXLAN_OVERHEAD_V4
+VXLAN_OVERHEAD_V6: int = lib.VS_VXLAN_OVERHEAD_V6
+VXLAN_VTEPS_MAX: int = lib.VS_VXLAN_VTEPS_MAX
+VTEP_COUNTERS: tuple[str, ...] = ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes")
+
+
+@dataclass(frozen=True)
+class VtepInfo:
+    index: int
+    address: str
+    flood: bool
+    counters: dict[str, int]
+
+
+class Vxlan:
+    """The VTEP of one vxlan port: VNI map, VTEP table, per-VTEP counters.
+
+    Owned by the port like its sockets; the switch reaches it only through
+    published port params, so ``free()`` only after a config without the
+    port has been published, then close the sockets.
+    """
+
+    def __init__(self, *, local_ip: str, dstport: int, src_ports: tuple[int, int],
+                 learning: bool, tx_fd: int, vlan_vni: Mapping[int, int],
+                 udp_pool: Sequence[tuple[int, int]] = ()) -> None:
+        """``udp_pool``: (fd, bound source port) of the UDP send pool;
+        empty: send through the raw socket ``tx_fd`` (csrc/vs_vxlan.h)."""
+        addr = ipaddress.ip_address(local_ip)
+        self.family = socket.AF_INET if addr.version == 4 else socket.AF_INET6
+        p = ffi.new("struct vs_vxlan_params *")
+        p.family = self.family
+        p.local_ip = list(addr.packed.ljust(16, b"\0"))
+        p.dstport = dstport
+        p.src_port_min, p.src_port_max = src_ports
+        p.learning = int(learning)
+        p.tx_fd = tx_fd
+        p.n_ctx = MAX_WORKERS + 1
+        if len(udp_pool) > lib.VS_VXLAN_UDP_MAX:
+            raise FastpathError(f"vxlan: at most {lib.VS_VXLAN_UDP_MAX} pool sockets")
+        p.n_udp = len(udp_pool)
+        for i, (fd, port) in enumerate(udp_pool):
+            p.udp_fds[i], p.udp_ports[i] = fd, port
+        for vlan, vni in vlan_vni.items():
+            p.vlan_vni[vlan] = vni
+        ptr = lib.vs_vxlan_new(p)
+        if ptr == ffi.NULL:
+            raise FastpathError("vxlan: bad VNI map or source ports, or out of memory")
+        self._vx: object | None = ptr
+        # Readers in other threads (the exporter) against free() in the
+        # event loop's; the workers reach the C object through configs only.
+        self._lock = threading.Lock()
+
+    @property
+    def c_vxlan(self) -> object:
+        if self._vx is None:
+            raise FastpathError("vxlan port used after free")
+        return self._vx
+
+    def _packed(self, address: str) -> bytes:
+        addr = ipaddress.ip_address(address)
+        if (addr.version == 4) != (self.family == socket.AF_INET):
+            raise FastpathError(f"VTEP {address}: not the address family of local_ip")
+        return addr.packed
+
+    def add_vtep(self, address: str, flood: bool) -> int:
+        """Adds (or finds) the VTEP at ``address``; returns its index."""
+        rc = lib.vs_vxlan_add_vtep(self.c_vxlan, self._packed(address), int(flood))
+        if rc < 0:
+            raise FastpathError(f"VTEP {address}: the table is full ({VXLAN_VTEPS_MAX - 1})")
+        return int(rc)
+
+    def set_flood(self, index: int, flood: bool) -> None:
+        _check(lib.vs_vxlan_set_flood(self.c_vxlan, index, int(flood)), f"VTEP {index}")
+
+    def vteps(self) -> list[VtepInfo]:
+        out: list[VtepInfo] = []
+        info = ffi.new("struct vs_vtep_info *")
+        with self._lock:
+            if self._vx is None:
+                return out
+            for i in range(1, int(lib.vs_vxlan_n_vteps(self._vx)) + 1):
+                out.append(self._vtep(i, info))
+        return out
+
+    def _vtep(self, i: int, info: object) -> VtepInfo:
+        lib.vs_vxlan_vtep_get(self._vx, i, info)
+        size = 4 if info.family == socket.AF_INET else 16  # type: ignore[attr-defined]
+        addr = str(ipaddress.ip_address(bytes(info.addr[0:size])))  # type: ignore[attr-defined]
+        return VtepInfo(i, addr, bool(info.flood),  # type: ignore[attr-defined]
+                        {name: int(info.counters[k])  # type: ignore[attr-defined]
+                         for k, name in enumerate(VTEP_COUNTERS)})
+
+    def vtep_address(self, index: int) -> str | None:
+        info = ffi.new("struct vs_vtep_info *")
+        with self._lock:
+            if self._vx is None or not 1 <= index <= int(lib.vs_vxlan_n_vteps(self._vx)):
+                return None
+            return self._vtep(index, info).address
+
+    def src_port(self, frame: bytes) -> int:
+        return int(lib.vs_vxlan_src_port(self.c_vxlan, frame, len(frame)))
+
+    def free(self) -> None:
+        """Frees the VTEP.  Idempotent."""
+        with self._lock:
+            vx, self._vx = self._vx, None
+            if vx is not None:
+                lib.vs_vxlan_free(vx)

@@ -45,7 +45,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from vswitchd import __version__
+from vswitchd import __version__, vxlan_report
 from vswitchd.errors import VswitchError
 from vswitchd.fastpath import (
     COUNTER_HELP,
@@ -133,8 +133,8 @@ class SwitchCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         # The families without samples: lets the registry catch duplicate
         # names without reading a switch that may not be running yet.
-        return self._families(None, [], collections.Counter(), None, None, [], (), {}) + \
-            _mirror_families([])
+        return self._families(None, [], collections.Counter(), None, None, [], (), {}, None) \
+            + _mirror_families([])
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
@@ -156,8 +156,10 @@ class SwitchCollector(Collector):
             policy = self._switch.policy
             reports, removed = policy.report, dict(policy.removed)
             mirrors = _read_mirrors(self._switch, fast)
+            evpn = getattr(self._switch, "evpn", None)
+            evpn_snap = evpn.metrics_snapshot() if evpn is not None else None
         return self._families(generation, ports, per_vlan, capacity, mac_stats, workers,
-                              reports, removed) + _mirror_families(mirrors)
+                              reports, removed, evpn_snap) + _mirror_families(mirrors)
 
     def _read_ports(self, fast: Any) -> list[_PortRow]:
         # list() first: the event loop thread may add or remove ports while
@@ -181,8 +183,8 @@ class SwitchCollector(Collector):
     def _families(generation: int | None, ports: list[_PortRow],
                   per_vlan: collections.Counter[int], capacity: int | None,
                   mac_stats: MacStats | None, workers: list[_WorkerRow],
-                  policy_reports: Sequence[Any], sessions_removed: Mapping[Any, int]
-                  ) -> list[Metric]:
+                  policy_reports: Sequence[Any], sessions_removed: Mapping[Any, int],
+                  evpn: dict[str, Any] | None = None) -> list[Metric]:
         """All families from one scrape's reads; with no reads (None, empty
         lists), the same families without samples, for describe()."""
         out: list[Metric] = [
@@ -196,6 +198,8 @@ class SwitchCollector(Collector):
         out += _worker_families(workers)
         out += policy_families(policy_reports, sessions_removed,
                                [(port.cfg.name, counters) for port, counters, _ in ports])
+        out += vxlan_report.metric_families(ports)
+        out += vxlan_report.evpn_families(evpn)
         return out
 
 

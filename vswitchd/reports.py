@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from vswitchd import vxlan_report
 from vswitchd.config import PortConfig
-from vswitchd.fastpath import DROP_REASONS
+from vswitchd.fastpath import DROP_REASONS, mac_port, mac_vtep
 from vswitchd.ringstats import NO_RX_RING, RxRingReport
 from vswitchd.rxq import by_worker
 from vswitchd.switch import Port, VSwitch
@@ -73,10 +74,13 @@ def fdb_show(switch: VSwitch, vlan: int | None = None,
     want = switch.port_by_name(port)
     names = {p.id: p.cfg.name for p in switch.ports.values()}
     now = int(time.monotonic())
-    rows = [{"vlan": e.vlan, "mac": e.mac, "port": names.get(e.port, str(e.port)),
-             "age_s": max(0, now - e.seen_s)}
+    # A remote entry's port word also names its VTEP (csrc/vs_mac_table.h).
+    rows = [{"vlan": e.vlan, "mac": e.mac, "port": names.get(mac_port(e.port), str(e.port)),
+             "age_s": max(0, now - e.seen_s),
+             "vtep": vxlan_report.vtep_address(switch, mac_port(e.port), mac_vtep(e.port))}
             for e in switch.fast.macs.dump()
-            if (vlan is None or e.vlan == vlan) and (want is None or e.port == want.id)]
+            if (vlan is None or e.vlan == vlan)
+            and (want is None or mac_port(e.port) == want.id)]
     return sorted(rows, key=lambda r: (r["vlan"], r["mac"]))
 
 

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from vswitchd import config as cfgmod
 from vswitchd import fdstore, port_args, rebalance, ringstats
@@ -33,7 +34,15 @@ from vswitchd.fastpath_acl import Sessions
 from vswitchd.fastpath_observe import Capture
 from vswitchd.mirrors import MirrorTable
 from vswitchd.policy import Policies
-from vswitchd.ports import LinkMonitor, NetdevPort, PortIO, TapPort, in_netns, netns_exists
+from vswitchd.ports import (
+    LinkMonitor,
+    NetdevPort,
+    PortIO,
+    TapPort,
+    VxlanPort,
+    in_netns,
+    netns_exists,
+)
 from vswitchd.ports.base import Rtnl
 from vswitchd.rxq import RxqKey, assign, by_worker
 
@@ -48,7 +57,7 @@ class Port:
 
     cfg: PortConfig
     id: int
-    backend: TapPort | NetdevPort
+    backend: TapPort | NetdevPort | VxlanPort
     io: PortIO
     link_up: bool = False
     # Packet ports: their rx path and ring counters as last read by the
@@ -60,6 +69,7 @@ class Port:
     def params(self) -> PortParams:
         return PortParams(
             id=self.id, fds=tuple(self.io.fds), rings=self.io.rings, kind=self.io.kind,
+            vxlan=self.io.vxlan,
             mode=self.cfg.mode,
             access_vlan=self.cfg.vlan, native_vlan=self.cfg.native_vlan or 0,
             allowed=self.cfg.vlans, up=self.link_up, vnet_hdr_len=self.io.vnet_hdr_len,
@@ -76,9 +86,11 @@ def online_cpus() -> list[int]:
 
 
 def open_backend(pc: PortConfig,
-                 inherited_fds: list[int] | None = None) -> tuple[TapPort | NetdevPort, PortIO]:
-    backend: TapPort | NetdevPort = (TapPort(pc, inherited_fds) if pc.type == "tap"
-                                     else NetdevPort(pc))
+                 inherited_fds: list[int] | None = None
+                 ) -> tuple[TapPort | NetdevPort | VxlanPort, PortIO]:
+    backend: TapPort | NetdevPort | VxlanPort = (
+        TapPort(pc, inherited_fds) if pc.type == "tap"
+        else VxlanPort(pc) if pc.type == "vxlan" else NetdevPort(pc))
     return backend, backend.open()
 
 
@@ -122,6 +134,7 @@ class VSwitch:
 
     def port_ids(self) -> dict[str, int]:
         return {name: p.id for name, p in self.ports.items()}
+        self.evpn: Any = None       # the daemon's Evpn when [evpn] is set (metrics read it)
 
     @property
     def fast(self) -> Switch:
@@ -232,7 +245,8 @@ class VSwitch:
         # The management socket in use stays what it is until a restart, so
         # the running config keeps saying so (and the next reload warns again).
         self.config = Config(switch=switch_cfg, management=self.config.management, acls=new.acls,
-                             metrics=new.metrics, ports=new.ports, mirrors=new.mirrors)
+                             metrics=new.metrics, ports=new.ports, mirrors=new.mirrors,
+                             evpn=self.config.evpn)
         self.fast.set_busy_poll(switch_cfg.busy_poll_us)
         self._acl_sets = dict(new.acls)
         self._publish()
@@ -302,7 +316,8 @@ class VSwitch:
     def _register(self, port: Port) -> None:
         port.id = self._free_id()
         self.ports[port.cfg.name] = port
-        self._linkmon.watch(port.cfg.name, port.cfg.ifname, port.cfg.netns, self._on_link)
+        if port.cfg.type != "vxlan":    # no interface to follow: up while open
+            self._linkmon.watch(port.cfg.name, port.cfg.ifname, port.cfg.netns, self._on_link)
         log.info("port %s (%s %s) attached as id %d, link %s", port.cfg.name, port.cfg.type,
                  port.cfg.ifname, port.id, "up" if port.link_up else "down")
 

@@ -4,6 +4,8 @@
 #define VS_PORT_NONE ...
 #define VS_MAC_CAPACITY_MAX ...
 
+#define VS_MAC_PORT_MASK ...
+
 struct vs_mac_table;
 
 struct vs_mac_entry {
@@ -47,6 +49,8 @@ uint32_t vs_mac_lookup(const struct vs_mac_table *, uint16_t vlan,
 /* Removal. */
 uint32_t vs_mac_age(struct vs_mac_table *, uint32_t now_s, uint32_t aging_s);
 uint32_t vs_mac_flush(struct vs_mac_table *, int32_t vlan, int64_t port);
+uint32_t vs_mac_flush_masked(struct vs_mac_table *, int32_t vlan, int64_t port,
+                             uint32_t mask);
 
 /* Reporting. */
 uint32_t vs_mac_dump(const struct vs_mac_table *, struct vs_mac_entry *out,

@@ -13,6 +13,7 @@
 struct vs_ring;
 struct vs_acl;
 #define VS_ACL_SESSIONS_DEFAULT ...
+struct vs_vxlan;
 
 struct vs_port_params {
     uint32_t id;
@@ -25,6 +26,7 @@ struct vs_port_params {
     uint32_t n_queues;
     int fds[16];
     struct vs_ring *rings[16];
+    struct vs_vxlan *vxlan;
     uint32_t vnet_hdr_len;
     int offload_csum;
     int offload_tso;

@@ -40,7 +40,8 @@ def toml_value(v: Any) -> str:
 
 def render_config(ports: dict[str, dict[str, Any]], socket_path: str,
                   switch: dict[str, Any] | None = None, metrics: str = "",
-                  acls: dict[str, list[dict[str, Any]]] | None = None) -> str:
+                  acls: dict[str, list[dict[str, Any]]] | None = None,
+                  evpn: dict[str, Any] | None = None) -> str:
     lines = ["[switch]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in (switch or {}).items()]
     lines += ["", "[management]", f"socket = {json.dumps(socket_path)}", "",
@@ -53,14 +54,20 @@ def render_config(ports: dict[str, dict[str, Any]], socket_path: str,
         lines.append(f"[ports.{name}]")
         lines += [f"{k} = {toml_value(v)}" for k, v in keys.items()]
         lines.append("")
+    if evpn is not None:
+        lines.append("[evpn]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in evpn.items()]
     return "\n".join(lines)
 
 
 class RunningDaemon:
     def __init__(self, tmp: Path, ports: dict[str, dict[str, Any]],
                  switch: dict[str, Any] | None = None, metrics: str = "",
-                 acls: dict[str, list[dict[str, Any]]] | None = None) -> None:
+                 acls: dict[str, list[dict[str, Any]]] | None = None,
+                 netns: str | None = None, evpn: dict[str, Any] | None = None) -> None:
         self.tmp = tmp
+        self.evpn = evpn                # an [evpn] section, or none
+        self.netns = netns              # run the daemon inside this namespace (a "host")
         self.socket = str(tmp / "vswitchd.sock")
         self.config_path = tmp / "vswitchd.toml"
         self.log_path = tmp / "vswitchd.log"
@@ -82,7 +89,8 @@ class RunningDaemon:
         if acls is not None:
             self.acls = acls
         self.config_path.write_text(
-            render_config(self.ports, self.socket, self.switch, self.metrics, self.acls))
+            render_config(self.ports, self.socket, self.switch, self.metrics, self.acls,
+                          self.evpn))
 
     @property
     def metrics_url(self) -> str:
@@ -108,8 +116,10 @@ class RunningDaemon:
         listener.settimeout(0.2)
         env = dict(os.environ, NOTIFY_SOCKET=notify_path, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "wb")
+        # `ip netns exec` execs the daemon: same pid, signals reach it.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vswitchd.daemon", "--config", str(self.config_path),
+            [*prefix, sys.executable, "-m", "vswitchd.daemon", "--config", str(self.config_path),
              "--log-level", "debug"], cwd=ROOT, env=env, stdout=self._log,
             stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s

@@ -15,6 +15,13 @@
  *   2    17    trunk 1-100, native 10 PACKET  0     off  off  -
  *   3    200   trunk 1-100, no native FD      10    off  off  1000
  *   4    1023  access 10              FD      10    on   off  576
+ *   5    40    trunk 10,20 (VNI 5010, 5020)  VXLAN  0  off off  1450
+ *
+ * The vxlan port's "peer" is a UDP socket on 127.0.0.1 that is both the
+ * one remote VTEP (in the flood list, learning on) and the sender of
+ * records written "into" the port: they arrive as VXLAN datagrams to
+ * decapsulate.  The port sends with a plain UDP socket instead of the
+ * daemon's raw one, so what the peer drains is [UDP 8][VXLAN 8][frame].
  *
  * Policy (csrc/vs_policy.h, vs_qos.h): port 3 has a stateful VM firewall
  * (out: allow TCP stateful, meter everything; in: allow ARP, deny the
@@ -57,8 +64,12 @@
  *     TSO port, the L3 bytes of each segment the port will cut it into;
  *   - when only one port received during a poll, nothing came out of it
  *     (unless a bandwidth limit held frames back during this input: one
- *     sent late may leave through the port that just received);
- *   - nothing out of port 4 is an unfragmented IPv4 UDP datagram to port 7.
+ *     sent late may leave through the port that just received; for the
+ *     vxlan port: split horizon);
+ *   - nothing out of port 4 is an unfragmented IPv4 UDP datagram to port 7;
+ *   - what the vxlan port sends has its outer UDP header right (ports,
+ *     length, zero checksum), the I flag, the VNI of a mapped VLAN, an
+ *     untagged inner frame (double-tag exemption aside) within the MTU.
  *
  * Known bugs: VS_FUZZ_IGNORE=name,name... (read once at start) turns off
  * the oracle checks named, so a long run can look past a bug already
@@ -87,8 +98,13 @@
 #include "vs_mac_table.h"
 #include "vs_switch.h"
 #include "vs_worker.h"
+#include "vs_vxlan.h"
 
-#define N_PORTS 5
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#define N_PORTS 6
+#define VX_IDX 5
 #define PEER_BUF (VS_FRAME_MAX + 4096)
 #define SOCK_BUF (32 * 1024 * 1024)
 #define START_S 1000u
@@ -105,6 +121,9 @@ static uint8_t peer_buf[PEER_BUF];
 static uint64_t last[N_PORTS][VS_N_COUNTERS];
 static int frames_held;         /* a bandwidth limit held some back this input */
 static int ignore_mtu, ignore_vnet, ignore_tags;
+static struct vs_vxlan *vx;
+static struct sockaddr_in vx_rx_addr;
+static uint16_t vx_peer_port;
 
 #define CHECK(cond, ...)                                                     \
     do {                                                                     \
@@ -271,6 +290,88 @@ many_rules_acl(void)
     return compile_acl(r, 40);
 }
 
+static int
+udp_socket(struct sockaddr_in *bound)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    socklen_t len = sizeof *bound;
+
+    memset(bound, 0, sizeof *bound);
+    bound->sin_family = AF_INET;
+    bound->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *) bound, sizeof *bound)
+        || getsockname(fd, (struct sockaddr *) bound, &len)) {
+        die("udp socket");
+    }
+    set_bufs(fd);
+    return fd;
+}
+
+static void
+add_vxlan_port(struct vs_config *cfg)
+{
+    struct fuzz_port *fp = &ports[VX_IDX];
+    struct sockaddr_in peer;
+    static const uint8_t lo[4] = { 127, 0, 0, 1 };
+    struct vs_vxlan_params vp;
+
+    fp->sw_fd = udp_socket(&vx_rx_addr);
+    fp->peer_fd = udp_socket(&peer);
+    vx_peer_port = ntohs(peer.sin_port);
+    memset(&vp, 0, sizeof vp);
+    vp.family = AF_INET;
+    memcpy(vp.local_ip, lo, 4);
+    vp.dstport = vx_peer_port;
+    vp.src_port_min = 32768;
+    vp.src_port_max = 61000;
+    vp.learning = 1;
+    vp.tx_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    vp.n_ctx = 1;
+    vp.vlan_vni[10] = 5010;
+    vp.vlan_vni[20] = 5020;
+    vx = vs_vxlan_new(&vp);
+    if (vp.tx_fd < 0 || !vx || vs_vxlan_add_vtep(vx, lo, 1) != 1) {
+        die("vs_vxlan_new");
+    }
+    memset(&fp->p, 0, sizeof fp->p);
+    fp->p.id = 40;
+    fp->p.kind = VS_PORT_VXLAN;
+    fp->p.mode = VS_MODE_TRUNK;
+    allow_range(&fp->p, 10, 10);
+    allow_range(&fp->p, 20, 20);
+    fp->p.up = 1;
+    fp->p.n_queues = 1;
+    fp->p.fds[0] = fp->sw_fd;
+    fp->p.mtu = 1450;
+    fp->p.vxlan = vx;
+    if (vs_config_add_port(cfg, &fp->p)) {
+        die("vs_config_add_port vxlan");
+    }
+}
+
+/* Checks one datagram ('n' bytes) the vxlan port sent to its peer;
+ * returns the inner frame's length. */
+static uint32_t
+check_vxlan_out(const uint8_t *b, size_t n, int exempt_tags)
+{
+    CHECK(n >= 16 + VS_ETH_HLEN, "vxlan: %zu-byte datagram out", n);
+    CHECK(vs_get_be16(b) >= 32768 && vs_get_be16(b) <= 61000,
+          "vxlan: source port %u", vs_get_be16(b));
+    CHECK(vs_get_be16(b + 2) == vx_peer_port && vs_get_be16(b + 4) == n
+          && vs_get_be16(b + 6) == 0, "vxlan: bad outer UDP header");
+    uint32_t vni = ((uint32_t) b[12] << 16) | (b[13] << 8) | b[14];
+    CHECK(b[8] == VS_VXLAN_FLAG_I && !b[9] && !b[10] && !b[11] && !b[15]
+          && (vni == 5010 || vni == 5020), "vxlan: bad header, VNI %u", vni);
+    const uint8_t *eth = b + 16;
+    uint32_t len = (uint32_t) n - 16;
+    int tagged = vs_get_be16(eth + 12) == VS_ETH_TYPE_VLAN;
+    CHECK(!tagged || exempt_tags || ignore_tags, "vxlan: tagged inner frame");
+    CHECK(len - VS_ETH_HLEN <= ports[VX_IDX].p.mtu || ignore_mtu,
+          "vxlan: %u L3 bytes over mtu %u", len - VS_ETH_HLEN,
+          ports[VX_IDX].p.mtu);
+    return len;
+}
+
 static void
 setup(void)
 {
@@ -295,6 +396,7 @@ setup(void)
     add_port(cfg, 2, 17, VS_PORT_PACKET, VS_MODE_TRUNK, 10, 0, 0, 0, 0);
     add_port(cfg, 3, 200, VS_PORT_FD, VS_MODE_TRUNK, 0, 10, 0, 0, 1000);
     add_port(cfg, 4, 1023, VS_PORT_FD, VS_MODE_ACCESS, 10, 10, 1, 0, 576);
+    add_vxlan_port(cfg);
     if (vs_switch_publish(sw, cfg)) {
         die("vs_switch_publish");
     }
@@ -436,8 +538,10 @@ drain_and_check(int exempt_tags)
             }
             CHECK((size_t) n <= sizeof peer_buf,
                   "port %u sent a %zd-byte datagram", ports[i].p.id, n);
-            got_bytes[i] += check_out_frame(i, peer_buf, (size_t) n,
-                                            exempt_tags);
+            got_bytes[i] += i == VX_IDX
+                            ? check_vxlan_out(peer_buf, (size_t) n, exempt_tags)
+                            : check_out_frame(i, peer_buf, (size_t) n,
+                                              exempt_tags);
             got_pkts[i]++;
         }
     }
@@ -500,6 +604,16 @@ is_double_tagged(const uint8_t *frame, size_t len)
            && (t2 == VS_ETH_TYPE_VLAN || t2 == VS_ETH_TYPE_QINQ);
 }
 
+static ssize_t
+send_record(const struct fuzz_port *fp, const uint8_t *rec, size_t len)
+{
+    if (fp == &ports[VX_IDX]) {
+        return sendto(fp->peer_fd, rec, len, MSG_DONTWAIT,
+                      (const struct sockaddr *) &vx_rx_addr, sizeof vx_rx_addr);
+    }
+    return send(fp->peer_fd, rec, len, MSG_DONTWAIT);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -525,14 +639,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         struct fuzz_port *fp = &ports[(sel & 7) % N_PORTS];
         uint32_t hl = fp->p.vnet_hdr_len;
-        if (len >= hl && is_double_tagged(rec + hl, len - hl)) {
+        /* Into the vxlan port: the record is a VXLAN datagram. */
+        uint32_t skip = fp == &ports[VX_IDX] ? VS_VXLAN_HLEN : hl;
+        if (len >= skip && is_double_tagged(rec + skip, len - skip)) {
             exempt = 1;
         }
-        if (send(fp->peer_fd, rec, len, MSG_DONTWAIT) < 0) {
+        if (send_record(fp, rec, len) < 0) {
             /* Queue full (or too big for the socket): make room, retry. */
             poll_all(now, exempt);
             exempt = 0;
-            if (send(fp->peer_fd, rec, len, MSG_DONTWAIT) < 0) {
+            if (send_record(fp, rec, len) < 0) {
                 continue;
             }
         }

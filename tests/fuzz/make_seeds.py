@@ -38,8 +38,8 @@ C = "02:00:00:00:00:0c"
 BCAST = "ff:ff:ff:ff:ff:ff"
 
 # Port indexes of fuzz_pipeline.c and their virtio-net header sizes.
-P_ACCESS10_MRG, P_ACCESS20, P_TRUNK_NATIVE, P_TRUNK, P_ACCESS10_MTU = range(5)
-VNET_LEN = {0: 12, 1: 10, 2: 0, 3: 10, 4: 10}
+P_ACCESS10_MRG, P_ACCESS20, P_TRUNK_NATIVE, P_TRUNK, P_ACCESS10_MTU, P_VXLAN = range(6)
+VNET_LEN = {0: 12, 1: 10, 2: 0, 3: 10, 4: 10, 5: 0}
 POLL = 0x08
 
 
@@ -260,6 +260,27 @@ def pipeline_seeds() -> dict[str, bytes]:
     s["qos_burst"] = b"".join(
         rec(P_ACCESS20, z, bytes(Ether(src=A, dst=BCAST) / IP() / UDP() / Raw(bytes(1200))), 0)
         for _ in range(12)) + rec(P_ACCESS20, z, arp(A), POLL | 0x10)
+    # The vxlan port: records into it are VXLAN datagrams.  Decapsulate,
+    # learn at the VTEP, answer by unicast encapsulation; floods into the
+    # overlay; every decapsulation drop reason; a super-frame to encapsulate.
+    def vxh(vni: int, flags: int = 0x08) -> bytes:
+        return bytes([flags, 0, 0, 0]) + vni.to_bytes(3, "big") + b"\0"
+    s["vxlan_learn_and_answer"] = (rec(P_VXLAN, z, vxh(5010) + arp(C))
+                                   + rec(P_ACCESS10_MRG, z,
+                                         bytes(Ether(src=A, dst=C) / IP() / UDP())))
+    s["vxlan_flood_in"] = rec(P_TRUNK, z, arp(A, vid=20)) + rec(P_ACCESS10_MRG, z, arp(B))
+    s["vxlan_bad"] = (rec(P_VXLAN, z, vxh(5010)[:5]) + rec(P_VXLAN, z, vxh(5010, 0) + arp(C))
+                      + rec(P_VXLAN, z, vxh(5010, 0x0c) + arp(C))
+                      + rec(P_VXLAN, z, vxh(4242) + arp(C)))
+    h, f = tcp_super(*v4(dst=BCAST), mss=1348, payload=6000)
+    s["vxlan_gso_out"] = rec(P_ACCESS10_MRG, h, f)
+    # A run of one flow's segments in one burst: merged (vs_vxlan_gro.c).
+    segs = [bytes(Ether(src=C, dst=A) / IP(src="10.0.0.3", dst="10.0.0.1")
+                  / TCP(sport=1, dport=2, seq=1000 + 700 * i, flags="A") / Raw(bytes([i]) * 700))
+            for i in range(4)]
+    s["vxlan_gro_run"] = (rec(P_ACCESS10_MRG, z, arp(A))
+                          + b"".join(rec(P_VXLAN, z, vxh(5010) + seg, 0) for seg in segs)
+                          + rec(P_VXLAN, z, vxh(5010) + segs[0]))
     return s
 
 

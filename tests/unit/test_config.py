@@ -159,7 +159,8 @@ def test_unknown_key_is_rejected_with_allowed_keys():
 
 def test_unknown_section_is_rejected():
     assert error_of(loads, "[bridge]\nx = 1") == (
-        "bridge: unknown section (allowed: switch, management, metrics, acls, ports, mirrors)")
+        "bridge: unknown section (allowed: switch, management, metrics, acls, ports, "
+        "mirrors, evpn)")
 
 
 def test_invalid_vlan_list_is_rejected():
@@ -188,7 +189,7 @@ def test_int_where_bool_expected_is_rejected():
 
 def test_missing_type_is_required():
     assert port_error({"vlan": 3}) == (
-        "ports.vm1.type: required key is missing (one of tap, netdev)")
+        "ports.vm1.type: required key is missing (one of tap, netdev, vxlan)")
 
 
 def test_vlan_on_trunk_port_is_not_allowed():

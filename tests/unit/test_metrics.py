@@ -260,11 +260,15 @@ def test_names_types_and_help_follow_prometheus_conventions(registry):
         "vswitchd_acl_rule_matches", "vswitchd_acl_rule_matches_bytes", "vswitchd_acl_default",
         "vswitchd_acl_sessions_dropped", "vswitchd_qos_dropped_packets",
         "vswitchd_qos_dropped_bytes", "vswitchd_qos_held_packets",
+        "vswitchd_vxlan_transmit_packets", "vswitchd_vxlan_transmit_bytes",
+        "vswitchd_vxlan_receive_packets", "vswitchd_vxlan_receive_bytes",
+        "vswitchd_vxlan_decap_drops",
     }
     # The text format has no info type: vswitchd_info is a gauge there.
     expected_gauges = {"vswitchd_port_up", "vswitchd_port_queues", "vswitchd_mac_table_entries",
                        "vswitchd_mac_table_capacity", "vswitchd_config_generation",
-                       "vswitchd_info", "vswitchd_acl_sessions"}
+                       "vswitchd_info", "vswitchd_acl_sessions", "vswitchd_evpn_routes",
+                       "vswitchd_evpn_session_up"}
     assert {n for n, f in fams.items() if f.type == "counter"} == expected_counters
     assert {n for n, f in fams.items() if f.type == "gauge"} == expected_gauges
     for name in expected_counters:

@@ -30,7 +30,7 @@ from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SET
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 if TYPE_CHECKING:
-    from vswitchd.fastpath import Ring
+    from vswitchd.fastpath import Ring, Vxlan
 
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000  # carrier, as rtnetlink reports it
@@ -44,8 +44,9 @@ _RTNL_TIMEOUT_S = 5.0
 class PortIO:
     """What a port hands the fast path: file descriptors and how to use them.
 
-    `kind` is "fd" when every read()/write() carries one frame (TAP), or
-    "packet" for AF_PACKET sockets (batch with recvmmsg/sendmmsg).  Every frame
+    `kind` is "fd" when every read()/write() carries one frame (TAP),
+    "packet" for AF_PACKET sockets (batch with recvmmsg/sendmmsg), or
+    "vxlan" for a VTEP's UDP socket (vswitchd/ports/vxlan.py).  Every frame
     read or written is prefixed by a virtio_net_hdr of `vnet_hdr_len` bytes.
     `offload_csum`/`offload_tso` say what the egress side may be handed: when
     false the fast path must complete checksums / segment GSO frames itself.
@@ -62,6 +63,7 @@ class PortIO:
     ifindex: int
     mac: str
     rings: tuple[Ring | None, ...] = ()
+    vxlan: Vxlan | None = None      # kind "vxlan": the port's VTEP
 
 
 class LinkState(enum.Enum):
