@@ -112,7 +112,10 @@ def test_mirror_copies_vm1_both_ways_to_ids_and_ids_sends_nowhere(
     assert shown["packets"] >= 7 and shown["dropped"] == 0
     scraped = d.scrape().decode()
     assert 'vswitchd_mirror_dropped_packets_total{mirror="span1"} 0.0' in scraped
-    assert f'vswitchd_mirror_packets_total{{mirror="span1"}} {float(shown["packets"])}' in scraped
+    # The namespaces' own chatter may add copies between the two reads.
+    [line] = [x for x in scraped.splitlines()
+              if x.startswith('vswitchd_mirror_packets_total{mirror="span1"}')]
+    assert float(line.split()[-1]) >= shown["packets"]
 
     # Removed by reload: ids sees nothing more.
     set_mirrors(d, "")

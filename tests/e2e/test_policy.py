@@ -137,7 +137,10 @@ def test_stateful_out_lets_the_vm_open_tcp_and_nobody_open_one_to_it(daemon, net
     assert rule(report, "out-tcp")["packets"] > 0 and rule(report, "deny-in")["packets"] > 0
     assert d.ctl("stats", "--port", "a")["ports"][0]["drops"]["acl_deny"] > 0
 
-    # A reload that keeps the rule keeps the connection.
+    # A reload that keeps the rule keeps the connection (refreshed first:
+    # the rule's idle timeout is 4 s, and the refused connect took 3).
+    client.send("refresh")
+    server.expect("got refresh")
     meter = {"name": "meter-all", "weight": 70, "direction": "both", "action": "meter"}
     d.write_config(acls={"vm": [OUT_TCP, meter, ARP, DENY_IN]})
     d.ctl("reload")
