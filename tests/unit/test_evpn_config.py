@@ -88,3 +88,28 @@ def test_evpn_change_takes_effect_at_restart():
     a, b = config.loads(PORT + EVPN), config.loads(PORT + EVPN.replace("65000", "65001"))
     d = config.diff(a, b)
     assert d.evpn_changed and "evpn" in d.awaiting_restart
+
+
+def test_vxlan_and_evpn_show_text():
+    from vswitchd.vxlan_report import format_evpn, format_show
+
+    vx = [{"name": "vx0", "local_ip": "10.255.0.1", "dstport": 4789, "learning": False,
+           "mtu": 1450, "vnis": [{"vlan": 10, "vni": 5010}],
+           "vteps": [{"address": "10.255.0.2", "flood": True, "tx_packets": 3, "tx_bytes": 300,
+                      "rx_packets": 2, "rx_bytes": 200}],
+           "decap_drops": {"vxlan_short": 1}, "oversize": 0}]
+    text = format_show(vx)
+    assert "vx0: VTEP 10.255.0.1:4789, learning off, inner MTU 1450" in text
+    assert "VNIs (VLAN=VNI): 10=5010" in text
+    assert text.splitlines()[3].split() == ["10.255.0.2", "yes", "3", "300", "2", "200"]
+    assert "decap drops: vxlan_short 1; oversize 0" in text
+    assert format_show([]) == "no vxlan ports"
+    ev = {"enabled": True, "asn": 65000, "router_id": "10.255.0.1", "gobgpd": "127.0.0.1:1",
+          "spawned": True, "restarts": 0,
+          "sessions": [{"neighbor": "10.255.0.2", "state": "established"}],
+          "routes": {"sent": {"type2": 1, "type3": 1}, "received": {"type2": 2, "type3": 1}},
+          "flood_list": ["10.255.0.2"]}
+    text = format_evpn(ev)
+    assert "neighbor 10.255.0.2: established" in text
+    assert "routes sent: type-2 1, type-3 1; received: type-2 2, type-3 1" in text
+    assert format_evpn({"enabled": False}) == "evpn: not configured"
