@@ -20,7 +20,9 @@ advertised with that route's sequence number + 1, and the remote entry is
 not installed.  Churn damping: a MAC's route changes at most once per
 DAMP_S seconds; changes in between wait for the next pass.
 
-Defaults follow FRR: RD router-id:VLAN, route target ASN:VNI.  Only the
+Defaults follow FRR: RD router-id:VLAN, route target ASN:VNI; [evpn.vni.N]
+overrides rd and route_targets per VNI (and then imports only routes that
+carry one of those route targets).  Only the
 first vxlan port takes part.  All gRPC calls run in a thread (they block);
 the MAC table and the VTEP table are safe to touch from there.
 """
@@ -250,17 +252,24 @@ class Evpn:
                 if not mac_vtep(e.port) and mac_port(e.port) in o.local_ports
                 and e.vlan in o.vni_of}
 
-    def _rd(self, vlan: int) -> str:
-        return f"{self.cfg.router_id}:{vlan}"
+    def _rd(self, vlan: int, vni: int) -> str:
+        return self.cfg.override(vni).rd or f"{self.cfg.router_id}:{vlan}"
 
     def _rt(self, vni: int) -> tuple[str, ...]:
-        return (f"{self.cfg.asn % 65536}:{vni}",)
+        rts = self.cfg.override(vni).route_targets
+        return rts if rts is not None else (f"{self.cfg.asn % 65536}:{vni}",)
+
+    def _imports(self, route: MacRoute | ImetRoute) -> bool:
+        """Whether a received route is for us: by its VNI, and with route
+        targets overridden for that VNI, only when it carries one of them."""
+        rts = self.cfg.override(route.vni).route_targets
+        return rts is None or bool(set(rts) & set(route.route_targets))
 
     def _sync(self, o: _Overlay, local: dict[tuple[int, str], tuple[int, int]]) -> None:
         assert self.client is not None
         st = self.state
         vlan_of = {vni: vlan for vlan, vni in o.vni_of.items()}
-        received = self.client.list_evpn()
+        received = [r for r in self.client.list_evpn() if self._imports(r)]
         remote2 = {(vlan_of[r.vni], r.mac): r for r in received
                    if isinstance(r, MacRoute) and r.neighbor and r.vni in vlan_of}
         remote3 = {r.originator for r in received
@@ -281,7 +290,7 @@ class Evpn:
         # What we advertise.
         want: dict[tuple, Any] = {}
         for vlan, vni in o.vni_of.items():
-            want[("imet", vni)] = ImetRoute(vni, o.local_ip, o.local_ip, self._rd(vlan),
+            want[("imet", vni)] = ImetRoute(vni, o.local_ip, o.local_ip, self._rd(vlan, vni),
                                             self._rt(vni))
         here: set[tuple[int, str]] = set()
         for (vlan, mac), (vni, seen_s) in local.items():
@@ -296,7 +305,7 @@ class Evpn:
                     continue
                 seq = theirs + 1                # it moved here (RFC 7432 section 15)
             here.add((vlan, mac))
-            want[("mac", vni, mac)] = MacRoute(vni, mac, o.local_ip, self._rd(vlan),
+            want[("mac", vni, mac)] = MacRoute(vni, mac, o.local_ip, self._rd(vlan, vni),
                                                self._rt(vni), seq=seq)
         for key in set(st.advertised) | set(want):
             old = st.advertised.get(key)

@@ -166,7 +166,18 @@ def check_ports(ports: Iterable[Any]) -> None:
 
 # --- [evpn] ----------------------------------------------------------------------
 
-EVPN_KEYS = ("asn", "router_id", "neighbors", "gobgpd")
+EVPN_KEYS = ("asn", "router_id", "neighbors", "gobgpd", "vni")
+EVPN_VNI_KEYS = ("rd", "route_targets")
+_RD_RE = re.compile(r"([0-9]{1,10}|[0-9]{1,3}(\.[0-9]{1,3}){3}):([0-9]{1,10})")
+_RT_RE = re.compile(r"([0-9]{1,5}):([0-9]{1,10})")
+
+
+@dataclass(frozen=True)
+class VniOverride:
+    """[evpn.vni.N]: what FRR would derive, overridden for VNI N."""
+
+    rd: str | None = None
+    route_targets: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -175,10 +186,46 @@ class EvpnConfig:
     router_id: str
     neighbors: tuple[str, ...] = ()
     gobgpd: str = "spawn"           # or "HOST:PORT" of a gobgpd someone else runs
+    vnis: tuple[tuple[int, VniOverride], ...] = ()     # sorted by VNI
+
+    def override(self, vni: int) -> VniOverride:
+        return dict(self.vnis).get(vni, VniOverride())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"asn": self.asn, "router_id": self.router_id,
-                "neighbors": list(self.neighbors), "gobgpd": self.gobgpd}
+        out: dict[str, Any] = {"asn": self.asn, "router_id": self.router_id,
+                               "neighbors": list(self.neighbors), "gobgpd": self.gobgpd}
+        if self.vnis:
+            out["vni"] = {str(vni): {**({"rd": o.rd} if o.rd else {}),
+                                     **({"route_targets": list(o.route_targets)}
+                                        if o.route_targets is not None else {})}
+                          for vni, o in self.vnis}
+        return out
+
+
+def _vni_overrides(value: Any, key: str) -> tuple[tuple[int, VniOverride], ...]:
+    from vswitchd.config_values import check_keys
+
+    if not isinstance(value, dict):
+        raise err(key, f"{show(value)} is not a table of [evpn.vni.N] tables")
+    out = []
+    for raw, table in value.items():
+        path = f"{key}.{raw}"
+        if not re.fullmatch(r"[0-9]{1,8}", raw) or not VNI_MIN <= int(raw) <= VNI_MAX:
+            raise err(path, f"{show(raw)} is not a VNI in {VNI_MIN}-{VNI_MAX}")
+        t = check_keys(table, path, EVPN_VNI_KEYS)
+        rd = t.get("rd")
+        if rd is not None and (not isinstance(rd, str) or not _RD_RE.fullmatch(rd)):
+            raise err(f"{path}.rd", f'{show(rd)} is not a route distinguisher '
+                      '("ASN:N" or "A.B.C.D:N")')
+        rts = t.get("route_targets")
+        if rts is not None:
+            if not isinstance(rts, list) or not all(
+                    isinstance(r, str) and _RT_RE.fullmatch(r) for r in rts):
+                raise err(f"{path}.route_targets", f'{show(rts)} is not a list of route '
+                          'targets like ["65000:5010"]')
+            rts = tuple(rts)
+        out.append((int(raw), VniOverride(rd=rd, route_targets=rts)))
+    return tuple(sorted(out, key=lambda x: x[0]))
 
 
 def parse_evpn(data: object) -> EvpnConfig:
@@ -207,7 +254,8 @@ def parse_evpn(data: object) -> EvpnConfig:
         if not ok:
             raise err("evpn.gobgpd", f'{show(gobgpd)} is not "spawn" or HOST:PORT')
     return EvpnConfig(asn=int_in(1, 4294967295)(t["asn"], "evpn.asn"), router_id=rid,
-                      neighbors=neighbors, gobgpd=gobgpd)
+                      neighbors=neighbors, gobgpd=gobgpd,
+                      vnis=get_key(t, "evpn", "vni", (), _vni_overrides))
 
 
 def resolve_learning(port: Any, evpn: EvpnConfig | None) -> Any:
