@@ -19,7 +19,7 @@ PREFIX ?= /opt/vswitchd
 # .proto files its Python stubs are generated from (vswitchd/gobgp_build.py);
 # frr: the other side of the EVPN interop test.
 APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc clang \
-                libclang-rt-14-dev prometheus libpcap0.8 nftables gobgpd \
+                libclang-rt-14-dev prometheus libpcap0.8 libpcap-dev nftables gobgpd \
                 golang-github-osrg-gobgp-dev frr
 APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool nft gobgpd vtysh
 
