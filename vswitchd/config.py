@@ -38,29 +38,31 @@ from vswitchd.acl_config import (
     format_rate,
     parse_acl_sets,
 )
+from vswitchd.config_sections import (
+    ManagementConfig,
+    MetricsConfig,
+    SwitchConfig,
+    parse_management,
+    parse_metrics,
+    parse_switch,
+)
 from vswitchd.config_values import (
     IFNAME_RULES,
     VLAN_MAX,
     VLAN_MIN,
     boolean,
     check_keys,
-    cpu_list,
     err,
     format_vlans,
     get_key,
-    group_name,
     ifname_ok,
     int_in,
     interface_name,
-    listen_address,
     mac_list,
     netns_name,
-    octal_mode,
     one_of,
     parse_vlans,
     show,
-    socket_file,
-    split_listen,
 )
 from vswitchd.errors import ConfigError
 from vswitchd.mirror_config import MirrorConfig, check_ports_kept, parse_mirrors
@@ -69,7 +71,6 @@ from vswitchd.vxlan_config import VxlanConfig
 ALL_VLANS: tuple[tuple[int, int], ...] = ((VLAN_MIN, VLAN_MAX),)
 PORT_TYPES = ("tap", "netdev", "vxlan")
 PORT_MODES = ("access", "trunk")
-RXQ_ASSIGN = ("roundrobin", "cycles")
 # [switch] fields a running daemon cannot change: workers and their CPUs are
 # fixed at start, and the MAC table has a fixed capacity.
 RESTART_FIELDS = ("workers", "cpus", "mac_table_size", "acl_sessions")
@@ -77,11 +78,6 @@ RESTART_FIELDS = ("workers", "cpus", "mac_table_size", "acl_sessions")
 RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring", "vxlan")
 
 _SECTIONS = ("switch", "management", "metrics", "acls", "ports", "mirrors", "evpn")
-_SWITCH_KEYS = ("workers", "cpus", "mac_aging_s", "mac_table_size", "rxq_assign",
-                "rebalance_interval_s", "rebalance_load_threshold", "rebalance_improvement",
-                "rebalance_sample_s", "busy_poll_us", "acl_sessions")
-_MANAGEMENT_KEYS = ("socket", "socket_mode", "socket_group")
-_METRICS_KEYS = ("listen",)
 PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
               "native_vlan", "persist", "mtu", "offload", "allowed_macs", "max_macs", "rx_ring",
               "dhcp_guard", "router_guard", "broadcast_pps", "multicast_pps",
@@ -192,55 +188,6 @@ class PortConfig:
         if self.max_burst is not None:
             out["max_burst"] = self.max_burst
         return out
-
-
-@dataclass(frozen=True)
-class SwitchConfig:
-    workers: int = 0                    # 0: one per online CPU
-    cpus: tuple[int, ...] | None = None  # None: all online CPUs
-    mac_aging_s: int = 300
-    mac_table_size: int = 8192
-    rxq_assign: str = "roundrobin"
-    # Automatic rx queue rebalancing, in the spirit of Open vSwitch's
-    # pmd-auto-lb: a worker busier than load_threshold % for a whole
-    # interval, while another has room, triggers a reassignment if it would
-    # lower the busiest worker's load by at least improvement %.
-    rebalance_interval_s: int = 60      # 0: never automatically
-    rebalance_load_threshold: int = 95
-    rebalance_improvement: int = 25
-    rebalance_sample_s: int = 10
-    # Workers keep polling this long after their last frame before they
-    # sleep.  Off by default: on hosts where the VMs share the workers'
-    # cores the spinning takes CPU from them (TCP -11..-19 % on 2 vCPUs,
-    # docs/performance.md); worth trying on dedicated cores.  0: never.
-    busy_poll_us: int = 0
-    # Stateful ACL sessions the switch can hold (csrc/vs_acl_sessions.h).
-    acl_sessions: int = 262144
-
-
-@dataclass(frozen=True)
-class ManagementConfig:
-    socket: str = "/run/vswitchd/vswitchd.sock"
-    socket_mode: int = 0o660
-    socket_group: str | None = None     # None: leave the group alone
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    listen: str = "127.0.0.1:9477"      # "" disables the exporter
-
-    @property
-    def enabled(self) -> bool:
-        return self.listen != ""
-
-    @property
-    def host(self) -> str | None:
-        """The address to bind, IPv6 without brackets; None when disabled."""
-        return split_listen(self.listen)[0] if self.enabled else None
-
-    @property
-    def port(self) -> int | None:
-        return split_listen(self.listen)[1] if self.enabled else None
 
 
 V = TypeVar("V", PortConfig, AclSet)
@@ -403,47 +350,13 @@ def from_dict(data: dict[str, Any]) -> Config:
     ports = {n: vxlan_config.resolve_learning(p, evpn) for n, p in ports.items()}
     return Config(
         evpn=evpn,
-        switch=_parse_switch(data.get("switch", {})),
-        management=_parse_management(data.get("management", {})),
-        metrics=_parse_metrics(data.get("metrics", {})),
+        switch=parse_switch(data.get("switch", {})),
+        management=parse_management(data.get("management", {})),
+        metrics=parse_metrics(data.get("metrics", {})),
         ports=Ports(ports.values()),
         acls=AclSets(acls.values()),
         mirrors=tuple(parse_mirrors(data.get("mirrors", {}), ports).items()),
     )
-
-
-def _parse_switch(data: object) -> SwitchConfig:
-    t = check_keys(data, "switch", _SWITCH_KEYS)
-    return SwitchConfig(
-        workers=get_key(t, "switch", "workers", 0, int_in(0, 64)),
-        cpus=get_key(t, "switch", "cpus", None, cpu_list),
-        mac_aging_s=get_key(t, "switch", "mac_aging_s", 300, int_in(1, 1_000_000)),
-        mac_table_size=get_key(t, "switch", "mac_table_size", 8192, int_in(16, 1_048_576)),
-        rxq_assign=get_key(t, "switch", "rxq_assign", "roundrobin", one_of(RXQ_ASSIGN)),
-        rebalance_interval_s=get_key(t, "switch", "rebalance_interval_s", 60,
-                                  int_in(0, 86_400)),
-        rebalance_load_threshold=get_key(t, "switch", "rebalance_load_threshold", 95,
-                                      int_in(1, 100)),
-        rebalance_improvement=get_key(t, "switch", "rebalance_improvement", 25, int_in(1, 100)),
-        rebalance_sample_s=get_key(t, "switch", "rebalance_sample_s", 10, int_in(1, 3600)),
-        busy_poll_us=get_key(t, "switch", "busy_poll_us", 0, int_in(0, 100_000)),
-        acl_sessions=get_key(t, "switch", "acl_sessions", 262144, int_in(16, 16_777_216)),
-    )
-
-
-def _parse_management(data: object) -> ManagementConfig:
-    t = check_keys(data, "management", _MANAGEMENT_KEYS)
-    return ManagementConfig(
-        socket=get_key(t, "management", "socket", ManagementConfig.socket, socket_file),
-        socket_mode=get_key(t, "management", "socket_mode", 0o660, octal_mode),
-        socket_group=get_key(t, "management", "socket_group", None, group_name),
-    )
-
-
-def _parse_metrics(data: object) -> MetricsConfig:
-    t = check_keys(data, "metrics", _METRICS_KEYS)
-    return MetricsConfig(
-        listen=get_key(t, "metrics", "listen", MetricsConfig.listen, listen_address))
 
 
 # --- Ports -----------------------------------------------------------------------
