@@ -49,6 +49,11 @@ from vswitchd.vxlan_config import EvpnConfig
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_S = 1.0
+# With no BGP session up, what the switch installed stays (stale, as
+# graceful restart keeps routes, RFC 4724) this long before it is removed:
+# a restarted gobgpd starts with an empty RIB, and forwarding to installed
+# entries must not stop while its session comes back.
+STALE_HOLD_S = 120.0
 DAMP_S = 5.0
 SEQ_MEMORY_S = 600.0        # how long a withdrawn remote MAC's sequence is remembered
 
@@ -102,6 +107,7 @@ class _State:
     remote_seq: dict[tuple[int, str], int] = field(default_factory=dict)
     remote_seen: dict[tuple[int, str], float] = field(default_factory=dict)
     remote_since: dict[tuple[int, str], int] = field(default_factory=dict)
+    sessions_down_since: float | None = None    # no session up since then
     received: dict[str, int] = field(default_factory=lambda: {"type2": 0, "type3": 0})
 
 
@@ -286,6 +292,12 @@ class Evpn:
             del st.remote_seq[key], st.remote_seen[key]
             st.remote_since.pop(key, None)
         self.sessions = self.client.sessions()     # for the exporter: no gRPC at scrape
+        if any(s.up for s in self.sessions):
+            st.sessions_down_since = None
+        elif st.sessions_down_since is None:
+            st.sessions_down_since = now
+        hold_stale = (st.sessions_down_since is not None
+                      and now - st.sessions_down_since < STALE_HOLD_S)
 
         # What we advertise.
         want: dict[tuple, Any] = {}
@@ -316,7 +328,10 @@ class Evpn:
             if key in want:
                 st.advertised[key] = (want[key], self.client.add(want[key]))
 
-        # What we install.
+        # What we install: nothing changes while no session is up (the RIB
+        # may be empty only because gobgpd just restarted).
+        if hold_stale:
+            return
         vx = o.vxlan
         for addr in remote3 - st.flood:
             vx.add_vtep(addr, flood=True)
