@@ -18,10 +18,15 @@ PREFIX ?= /opt/vswitchd
 # gobgpd and golang-github-osrg-gobgp-dev: the EVPN control plane and the
 # .proto files its Python stubs are generated from (vswitchd/gobgp_build.py);
 # frr: the other side of the EVPN interop test.
+# qemu-system-x86, libvirt-daemon-system, libvirt-clients: the real-VM tests
+# (tests/vm); the guests' kernel and busybox are fetched by `apt-get download`
+# into a cache, never installed (tests/vm/image.py).
 APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc clang \
                 libclang-rt-14-dev prometheus libpcap0.8 libpcap-dev nftables gobgpd \
-                golang-github-osrg-gobgp-dev frr
-APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool nft gobgpd vtysh
+                golang-github-osrg-gobgp-dev frr qemu-system-x86 libvirt-daemon-system \
+                libvirt-clients
+APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool nft gobgpd vtysh \
+             qemu-system-x86_64 libvirtd virsh
 
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/cdef/*.h) csrc/build_fastpath.py
 FASTPATH := vswitchd/_fastpath.cpython-311-x86_64-linux-gnu.so
@@ -32,7 +37,7 @@ ACL_BENCH := build/acl_bench
 ACL_BENCH_SRC := bench/acl_bench.c csrc/vs_acl.c csrc/vs_acl_key.c
 ACL_BENCH_ARGS ?=
 
-.PHONY: help deps venv build run test test-unit test-e2e lint asan fuzz bench acl-bench soak \
+.PHONY: help deps venv build run test test-unit test-e2e vmtest lint asan fuzz bench acl-bench soak \
         install clean
 
 help:  ## list the targets
@@ -77,6 +82,9 @@ test-unit: build  ## run the tests that need no root
 
 test-e2e: deps build  ## run the end-to-end tests (root, namespaces, TAPs)
 	$(PY) -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+vmtest: deps build  ## the tests with real QEMU guests and real libvirt (tests/vm, root)
+	$(PY) -m pytest -q tests/vm $(PYTEST_ARGS)
 
 lint: venv  ## ruff and mypy
 	$(VENV)/bin/ruff check vswitchd tests bench
