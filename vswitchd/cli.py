@@ -150,6 +150,8 @@ def format_show(result: dict[str, Any]) -> str:
                      p["tx_packets"], p["tx_bytes"], p["drops"]])
     lines += _table(headers, rows) if rows else ["no ports"]
     lines += [_ring_line(p) for p in result["ports"] if p.get("rx_ring_stats")]
+    lines += [f'port {p["name"]}: attached_by = "{p["attached_by"]}"'
+              for p in result["ports"] if p.get("attached_by")]
     return "\n".join(lines)
 
 

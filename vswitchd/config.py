@@ -38,6 +38,7 @@ from vswitchd.acl_config import (
     format_rate,
     parse_acl_sets,
 )
+from vswitchd.attach_config import AttachRule, parse_attach_rules
 from vswitchd.config_sections import (
     ManagementConfig,
     MetricsConfig,
@@ -77,7 +78,7 @@ RESTART_FIELDS = ("workers", "cpus", "mac_table_size", "acl_sessions")
 # PortConfig fields that can only change by closing and reopening the port.
 RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring", "vxlan")
 
-_SECTIONS = ("switch", "management", "metrics", "acls", "ports", "mirrors", "evpn")
+_SECTIONS = ("switch", "management", "metrics", "acls", "ports", "mirrors", "evpn", "attach")
 PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
               "native_vlan", "persist", "mtu", "offload", "allowed_macs", "max_macs", "rx_ring",
               "dhcp_guard", "router_guard", "broadcast_pps", "multicast_pps",
@@ -241,6 +242,8 @@ class Config:
     # [mirrors.NAME] (vswitchd/mirror_config.py), as sorted (name, mirror) pairs.
     mirrors: tuple[tuple[str, MirrorConfig], ...] = ()
     evpn: vxlan_config.EvpnConfig | None = None     # [evpn]: vswitchd/evpn.py
+    # [attach.NAME] rules (vswitchd/attach_config.py), as sorted (name, rule) pairs.
+    attach: tuple[tuple[str, AttachRule], ...] = ()
 
     def __post_init__(self) -> None:
         # Accept plain dicts, keep the value hashable.
@@ -269,6 +272,8 @@ class Config:
             **({"mirrors": {name: m.to_dict() for name, m in self.mirrors}}
                if self.mirrors else {}),
             **({"evpn": self.evpn.to_dict()} if self.evpn is not None else {}),
+            **({"attach": {name: r.to_dict() for name, r in self.attach}}
+               if self.attach else {}),
         }
 
 
@@ -286,6 +291,7 @@ class ConfigDiff:
     acls_changed: tuple[str, ...] = ()   # ACL set names added, removed or changed
     mirrors_changed: bool = False
     evpn_changed: bool = False           # [evpn] applies at the next restart
+    attach_changed: tuple[str, ...] = ()  # [attach.NAME] rules added, removed or changed
 
     @property
     def restart_required(self) -> tuple[str, ...]:
@@ -304,7 +310,7 @@ class ConfigDiff:
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed or self.switch_changed
                     or self.management_changed or self.metrics_changed or self.acls_changed
-                    or self.mirrors_changed or self.evpn_changed)
+                    or self.mirrors_changed or self.evpn_changed or self.attach_changed)
 
 
 # --- Loading -------------------------------------------------------------------
@@ -356,6 +362,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         ports=Ports(ports.values()),
         acls=AclSets(acls.values()),
         mirrors=tuple(parse_mirrors(data.get("mirrors", {}), ports).items()),
+        attach=parse_attach_rules(data.get("attach", {}), acls),
     )
 
 
@@ -495,6 +502,8 @@ def diff(old: Config, new: Config) -> ConfigDiff:
                                   if old.acls.get(n) != new.acls.get(n))),
         mirrors_changed=old.mirrors != new.mirrors,
         evpn_changed=old.evpn != new.evpn,
+        attach_changed=tuple(sorted(n for n in dict(old.attach).keys() | dict(new.attach).keys()
+                                    if dict(old.attach).get(n) != dict(new.attach).get(n))),
     )
 
 

@@ -23,7 +23,8 @@ import signal
 import sys
 from typing import Any
 
-from vswitchd import __version__, commands, config, fdstore, sdnotify
+from vswitchd import __version__, attach, commands, config, fdstore, sdnotify
+from vswitchd.attach_rules import RuleWatcher
 from vswitchd.control import ControlServer
 from vswitchd.errors import VswitchError
 from vswitchd.exporter import MetricsServer, serving_change
@@ -41,6 +42,10 @@ class Daemon:
         m = cfg.management
         self.control = ControlServer(m.socket, mode=m.socket_mode, group=m.socket_group)
         commands.register(self.control, self.switch, self.reload)
+        # VMs that attach themselves: rules, the libvirt hook, qemu-ifup.
+        self.attachments = attach.Attachments(self.switch, attach.state_path(m.socket))
+        attach.register(self.control, self.attachments)
+        self.rules = RuleWatcher(self.attachments)
         # [evpn]: BGP EVPN through GoBGP for the vxlan port (vswitchd/evpn.py).
         self.evpn: Any = None
         if cfg.evpn is not None:
@@ -62,6 +67,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await self.switch.start()
         try:
+            await self.attachments.restore()
+            await self.rules.start()
             if self.evpn is not None:
                 await self.evpn.start()
             if self.switch.config.metrics.enabled:
@@ -74,6 +81,7 @@ class Daemon:
         except BaseException:
             if self.evpn is not None:
                 await self.evpn.stop()
+            await self.rules.stop()
             await self.switch.stop()
             raise
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -99,6 +107,7 @@ class Daemon:
             await self.metrics.stop()       # before the switch: scrapes read its counters
             if self.evpn is not None:
                 await self.evpn.stop()      # withdraws what it advertised
+            await self.rules.stop()
             await self.switch.stop()
 
     def _on_sighup(self) -> None:
@@ -127,14 +136,21 @@ class Daemon:
                 # and the old one let go only once the switch has taken the
                 # new config: a bad address or a bad port leaves both as
                 # they were.
-                async with self.metrics.change_listen(new.metrics.listen):
-                    diff = await self.switch.apply(new)
+                # Runtime ports (vswitchd/attach.py) are not in the file: keep them.
+                async with self.attachments.lock:
+                    new = self.attachments.for_reload(new)
+                    async with self.metrics.change_listen(new.metrics.listen):
+                        diff = await self.switch.apply(new)
+                    self.attachments.reloaded()
             except VswitchError as exc:
                 log.error("reload refused: %s", exc)
                 raise
             finally:
                 sdnotify.notify("READY=1")
             now = self.metrics.serving_on
+        # Changed rules re-make their ports; a port gone from the file may
+        # leave an interface a rule now matches.
+        await self.rules.rules_changed(diff.attach_changed)
         msg = (f"reloaded {self.config_path}: {len(diff.added)} added, "
                f"{len(diff.removed)} removed, {len(diff.changed)} changed")
         if now != was:

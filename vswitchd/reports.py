@@ -60,6 +60,8 @@ def show(switch: VSwitch) -> dict[str, Any]:
         ports.append(_port_row(pc, "absent", pc.queues,
                                {"csum": pc.offload.csum, "tso": pc.offload.tso},
                                _NO_TRAFFIC, {}))
+    for row in ports:
+        row["attached_by"] = switch.attached_by.get(str(row["name"]))
     ports.sort(key=lambda p: str(p["name"]))
     macs = switch.fast.macs
     return {"switch": {"workers": switch.n_workers, "mac_entries": len(macs),

@@ -125,6 +125,9 @@ class VSwitch:
         # snapshot carries (vswitchd/capture.py adds and removes them).
         self.mirrors = MirrorTable()
         self.captures: list[Capture] = []
+        # Ports made at run time (rules, the libvirt hook, qemu-ifup) -> who
+        # made them; vswitchd/attach.py keeps it.
+        self.attached_by: dict[str, str] = {}
 
     @property
     def policy(self) -> Policies:
@@ -246,7 +249,7 @@ class VSwitch:
         # the running config keeps saying so (and the next reload warns again).
         self.config = Config(switch=switch_cfg, management=self.config.management, acls=new.acls,
                              metrics=new.metrics, ports=new.ports, mirrors=new.mirrors,
-                             evpn=self.config.evpn)
+                             evpn=self.config.evpn, attach=new.attach)
         self.fast.set_busy_poll(switch_cfg.busy_poll_us)
         self._acl_sets = dict(new.acls)
         self._publish()
@@ -269,6 +272,7 @@ class VSwitch:
 
     async def port_del(self, name: str) -> str:
         await self.apply(cfgmod.without_port(self.config, name))
+        self.attached_by.pop(name, None)
         return f"port {name} deleted"
 
     async def port_set(self, name: str, pairs: list[str]) -> str:

@@ -64,8 +64,10 @@ class RunningDaemon:
     def __init__(self, tmp: Path, ports: dict[str, dict[str, Any]],
                  switch: dict[str, Any] | None = None, metrics: str = "",
                  acls: dict[str, list[dict[str, Any]]] | None = None,
-                 netns: str | None = None, evpn: dict[str, Any] | None = None) -> None:
+                 netns: str | None = None, evpn: dict[str, Any] | None = None,
+                 extra_toml: str = "") -> None:
         self.tmp = tmp
+        self.extra_toml = extra_toml    # appended as is ([attach.NAME] rules, for one)
         self.evpn = evpn                # an [evpn] section, or none
         self.netns = netns              # run the daemon inside this namespace (a "host")
         self.socket = str(tmp / "vswitchd.sock")
@@ -80,8 +82,11 @@ class RunningDaemon:
 
     def write_config(self, ports: dict[str, dict[str, Any]] | None = None, *,
                      metrics: str | None = None,
-                     acls: dict[str, list[dict[str, Any]]] | None = None) -> None:
+                     acls: dict[str, list[dict[str, Any]]] | None = None,
+                     extra_toml: str | None = None) -> None:
         """Rewrites the config file (for a reload); what is not given stays."""
+        if extra_toml is not None:
+            self.extra_toml = extra_toml
         if ports is not None:
             self.ports = ports
         if metrics is not None:
@@ -90,7 +95,7 @@ class RunningDaemon:
             self.acls = acls
         self.config_path.write_text(
             render_config(self.ports, self.socket, self.switch, self.metrics, self.acls,
-                          self.evpn))
+                          self.evpn) + "\n" + self.extra_toml)
 
     @property
     def metrics_url(self) -> str:

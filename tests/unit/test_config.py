@@ -160,7 +160,7 @@ def test_unknown_key_is_rejected_with_allowed_keys():
 def test_unknown_section_is_rejected():
     assert error_of(loads, "[bridge]\nx = 1") == (
         "bridge: unknown section (allowed: switch, management, metrics, acls, ports, "
-        "mirrors, evpn)")
+        "mirrors, evpn, attach)")
 
 
 def test_invalid_vlan_list_is_rejected():

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST, nlmsgerr
+from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, nlmsgerr
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
@@ -176,6 +176,11 @@ class Rtnl:
         change = IFF_UP if up is not None else 0
         self._request(RTM_SETLINK, index=index, attrs=attrs, flags=flags, change=change)
 
+    def list_links(self) -> list[LinkInfo]:
+        """Every link in this namespace (one RTM_GETLINK dump)."""
+        return [decode_link(raw) for msg_type, raw in self._request(RTM_GETLINK, dump=True)
+                if msg_type == RTM_NEWLINK]
+
     def del_link(self, index: int) -> None:
         self._request(RTM_DELLINK, index=index)
 
@@ -187,12 +192,13 @@ class Rtnl:
         attrs: list | None = None,
         flags: int = 0,
         change: int = 0,
+        dump: bool = False,
     ) -> list[tuple[int, bytes]]:
         """Send one request; return its replies; raise OSError on a NACK."""
         self._seq += 1
         msg = ifinfmsg()
         msg["header"]["type"] = msg_type
-        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
+        msg["header"]["flags"] = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
         msg["header"]["sequence_number"] = self._seq
         msg["index"] = index
         msg["flags"] = flags
