@@ -25,6 +25,8 @@ from vswitchd.config_values import err, show
 
 _KV_KEYS = tuple(k for k in PORT_KEYS if k != "offload") + tuple(
     f"offload.{k}" for k in OFFLOAD_KEYS)
+# The words `port add` takes; vswitchd/qemu_ifup.py also reads them from the environment.
+KV_KEYS = _KV_KEYS
 _KV_INT_KEYS = ("queues", "vlan", "native_vlan", "mtu") + GUARD_INT_KEYS
 _KV_BOOL_KEYS = ("persist", "offload.csum", "offload.tso") + GUARD_BOOL_KEYS
 _KV_LIST_KEYS = ("allowed_macs", "acls")
