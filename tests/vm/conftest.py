@@ -9,6 +9,9 @@ skip under CI=true.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures used by the tests here
 )
 from tests.vm.guest import Guest
 from tests.vm.image import GuestImage, build_image
+from tests.vm.libvirt_env import Libvirt
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +50,21 @@ def guest(guest_image: GuestImage, tmp_path: Path,
     yield make
     for g in started:
         g.stop()
+
+
+@pytest.fixture(scope="session")
+def libvirt() -> Iterator[Libvirt]:
+    """One libvirtd (and virtlogd) for the whole session, with our hook."""
+    # Session-scoped, so it checks root itself (require_root is per test).
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("needs root (CI=true: refusing to skip)")
+        pytest.skip("needs root")
+    workdir = Path(tempfile.mkdtemp(prefix="vms-libvirt-"))
+    lv = Libvirt(workdir)
+    try:
+        lv.start()
+        yield lv
+    finally:
+        lv.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
