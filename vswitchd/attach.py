@@ -143,7 +143,7 @@ class Attachments:
                     del self.owners[name]
             self._save()
             for line in done:
-                log.info("%s", line)
+                log.info("%s%s", line, f" (by {by})" if by else "")
             return done
 
     def for_reload(self, new: Config) -> Config:

@@ -46,6 +46,12 @@ def tap_nic(ifname: str, mac: str, index: int = 0) -> list[str]:
             "-device", f"virtio-net-pci,netdev=n{index},mac={mac}"]
 
 
+def scripted_tap_nic(ifname: str, mac: str, ifup: str, ifdown: str, index: int = 0) -> list[str]:
+    """A tap QEMU creates and hands to `ifup` (and `ifdown` when it closes it)."""
+    return ["-netdev", f"tap,id=n{index},ifname={ifname},script={ifup},downscript={ifdown},"
+            "vhost=off", "-device", f"virtio-net-pci,netdev=n{index},mac={mac}"]
+
+
 def vhost_user_nic(socket_path: str, mac: str, index: int = 0, server: bool = False,
                    queues: int = 1) -> list[str]:
     """A virtio NIC on a vhost-user socket (QEMU is the client unless `server`)."""
@@ -158,7 +164,8 @@ class Guest:
     def __init__(self, image: GuestImage, workdir: Path, nics: list[str],
                  ip: str | None = None, name: str = "guest", memory_mb: int = 256,
                  shared_memory: bool = False, cmdline_extra: str = "",
-                 extra_args: list[str] | None = None, **ifaces: str) -> None:
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+                 **ifaces: str) -> None:
         self.name = name
         self.workdir = Path(workdir)
         self.serial_path = self.workdir / f"{name}.serial"
@@ -173,6 +180,7 @@ class Guest:
             args += ["-object", f"memory-backend-memfd,id=mem,size={memory_mb}M,share=on",
                      "-numa", "node,memdev=mem"]
         self.args = args + nics + (extra_args or [])
+        self.env = env              # QEMU's environment (its tap scripts see it); None: ours
         self.proc: subprocess.Popen[bytes] | None = None
         self.console: Console | None = None
 
@@ -182,7 +190,7 @@ class Guest:
             self.serial_path.unlink()
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=self.env)
         try:
             deadline = time.monotonic() + 20
             while not self.serial_path.exists():
