@@ -66,8 +66,12 @@ def cache_dir() -> Path:
 
 
 def _apt_field(package: str, field: str) -> str:
-    out = subprocess.run(["apt-cache", "show", "--no-all-versions", package],
-                         capture_output=True, text=True, check=True).stdout
+    cmd = ["apt-cache", "show", "--no-all-versions", package]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:       # a fresh machine has no package lists yet
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+        r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = r.stdout
     m = re.search(rf"^{field}: (.*)$", out, re.MULTILINE)
     if m is None:
         raise RuntimeError(f"apt-cache show {package}: no {field} field")

@@ -19,6 +19,7 @@ from tests.e2e.nsnet import addr
 from tests.vm.guest import Console, kernel_cmdline
 from tests.vm.image import GuestImage
 from tests.vm.libvirt_env import Libvirt, virsh
+from vswitchd.cli import call
 
 
 def domain_xml(name: str, image: GuestImage, serial: str, tap: str, mac: str, ip: str,
@@ -103,9 +104,14 @@ def test_domain_with_metadata_gets_its_vlan_port_before_it_runs_and_keeps_it_ove
         assert r.rc != 0, r.output
         assert ports(d)["other"]["tx_packets"] == 0
 
-        # libvirtd restarts (the guest runs on): reconnect keeps the port.
+        # libvirtd restarts (the guest runs on): its reconnect keeps the port,
+        # and re-adds it if it went missing meanwhile.
         libvirt.stop_libvirtd()
+        assert ports(d)[tap]["attached_by"] == f"libvirt {name}"
+        call(d.socket, "port/detach", {"names": [tap], "by": f"libvirt {name}"}, 10)
+        assert tap not in ports(d)
         libvirt.start_libvirtd()
+        wait_for(lambda: tap in ports(d), "port re-added by the reconnect hook")
         assert ports(d)[tap]["attached_by"] == f"libvirt {name}"
         assert console.run("ping -c 2 -W 2 10.95.0.1", timeout_s=30).rc == 0
     finally:
