@@ -118,6 +118,15 @@ install: deps  ## install to $(PREFIX), the unit to systemd, the config to /etc/
 	$(PREFIX)/bin/pip install -q .
 	ln -sf $(PREFIX)/bin/vswitchd /usr/local/bin/vswitchd
 	ln -sf $(PREFIX)/bin/vswitchctl /usr/local/bin/vswitchctl
+	for s in vswitchd-libvirt-hook vswitchd-qemu-ifup vswitchd-qemu-ifdown; do \
+	  ln -sf $(PREFIX)/bin/$$s /usr/local/bin/$$s; done
+	@# libvirt's qemu hook: ours, unless the host has one of its own (then call
+	@# ours from it, passing stdin along: docs/vms.md).
+	install -d -m 0755 /etc/libvirt/hooks
+	@if [ ! -e /etc/libvirt/hooks/qemu ] || [ "$$(readlink /etc/libvirt/hooks/qemu)" = "$(PREFIX)/bin/vswitchd-libvirt-hook" ]; then \
+	  ln -sf $(PREFIX)/bin/vswitchd-libvirt-hook /etc/libvirt/hooks/qemu; \
+	  echo "libvirt hook installed as /etc/libvirt/hooks/qemu (restart libvirtd to load it)"; \
+	else echo "/etc/libvirt/hooks/qemu exists: add  $(PREFIX)/bin/vswitchd-libvirt-hook \"\$$@\"  to it (docs/vms.md)"; fi
 	install -D -m 0644 systemd/vswitchd.service /etc/systemd/system/vswitchd.service
 	install -d -m 0755 /etc/vswitchd
 	[ -e /etc/vswitchd/vswitchd.toml ] || install -m 0644 configs/vswitchd.toml /etc/vswitchd/vswitchd.toml
