@@ -65,22 +65,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VS_VM_CACHE", str(DEFAULT_CACHE)))
 
 
-def _apt_field(package: str, field: str) -> str:
-    cmd = ["apt-cache", "show", "--no-all-versions", package]
+def _apt_show(names: list[str]) -> dict[str, dict[str, str]]:
+    """`apt-cache show` of the candidate versions: package -> {field: value}."""
+    cmd = ["apt-cache", "show", "--no-all-versions", *names]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:       # a fresh machine has no package lists yet
         subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
         r = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    out = r.stdout
-    m = re.search(rf"^{field}: (.*)$", out, re.MULTILINE)
-    if m is None:
-        raise RuntimeError(f"apt-cache show {package}: no {field} field")
-    return m.group(1).strip()
+    out: dict[str, dict[str, str]] = {}
+    for stanza in r.stdout.split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", stanza, re.MULTILINE))
+        if "Package" in fields:
+            out[fields["Package"]] = fields
+    return out
 
 
 def kernel_package() -> str:
     """The versioned kernel package the `linux-image-amd64` metapackage names."""
-    depends = _apt_field(KERNEL_META, "Depends")
+    depends = _apt_show([KERNEL_META])[KERNEL_META].get("Depends", "")
     m = re.search(r"(linux-image-[0-9][^ ,]*-amd64)", depends)
     if m is None:
         raise RuntimeError(f"{KERNEL_META} depends on no kernel: {depends}")
@@ -89,8 +91,12 @@ def kernel_package() -> str:
 
 def packages() -> dict[str, str]:
     """Every package the image is made of -> its candidate version."""
-    names = (kernel_package(), *USERLAND_PACKAGES, *LIBRARY_PACKAGES)
-    return {name: _apt_field(name, "Version") for name in names}
+    names = [kernel_package(), *USERLAND_PACKAGES, *LIBRARY_PACKAGES]
+    shown = _apt_show(names)
+    missing = [n for n in names if n not in shown]
+    if missing:
+        raise RuntimeError(f"apt-cache knows no {', '.join(missing)}")
+    return {name: shown[name]["Version"] for name in names}
 
 
 def image_key(versions: dict[str, str]) -> str:
