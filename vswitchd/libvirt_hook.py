@@ -35,9 +35,12 @@ After a daemon restart the ports come back from the daemon's own record
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import re
 import sys
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -48,6 +51,7 @@ from vswitchd.port_args import port_from_kv
 from vswitchd.protocol import DEFAULT_SOCKET, SOCKET_ENV
 
 NS = "urn:vswitchd:1"
+QEMU_USER = "libvirt-qemu"      # Debian's libvirt runs QEMU as this user
 TIMEOUT_S = 5.0
 # Set by the hook from the domain's interface, never by the metadata.
 _HOOK_KEYS = ("type", "ifname", "netns", "socket", "socket_mode")
@@ -160,7 +164,33 @@ def attach(domain: str, requests: list[Request]) -> str:
             if message.startswith(f"ports.{r.name}."):
                 message = f'<vswitchd:port mac="{r.mac}">: {_strip_path(message, r.name)}'
         raise HookError(message) from None
+    try:
+        for r in requests:
+            if "type=vhostuser" in r.pairs:
+                _hand_socket_to_qemu(next(p for p in r.pairs if p.startswith("socket="))[7:])
+    except HookError:
+        with contextlib.suppress(VswitchError):
+            detach(domain, requests)    # all or none
+        raise
     return str(result.get("message", ""))
+
+
+def _hand_socket_to_qemu(path: str) -> None:
+    """libvirt's QEMU runs as QEMU_USER and connects to the socket vswitchd
+    serves: make it theirs (group too), once the daemon has created it."""
+    try:
+        pw = pwd.getpwnam(QEMU_USER)
+    except KeyError:
+        return                          # QEMU runs as root here
+    deadline = time.monotonic() + TIMEOUT_S
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise HookError(f"vhost-user socket {path} did not appear within {TIMEOUT_S:g} s")
+        time.sleep(0.05)
+    try:
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+    except OSError as exc:
+        raise HookError(f"cannot hand {path} to {QEMU_USER}: {exc.strerror}") from None
 
 
 def detach(domain: str, requests: list[Request]) -> str:

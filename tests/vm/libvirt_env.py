@@ -58,17 +58,19 @@ class Libvirt:
     # Lifecycle.
 
     def start(self) -> None:
-        for name, pidfile in PIDFILES.items():
-            pid = pid_alive(pidfile)
-            if pid is not None:
-                raise RuntimeError(f"{name} is already running (pid {pid}): the tests need "
-                                   "one they start themselves, with their hook installed")
+        pid = pid_alive(PIDFILES["libvirtd"])
+        if pid is not None:
+            raise RuntimeError(f"libvirtd is already running (pid {pid}): the tests need "
+                               "one they start themselves, with their hook installed")
         self._install_hook()
         self.workdir.mkdir(parents=True, exist_ok=True)
         # QEMU runs as libvirt-qemu and makes the guests' serial sockets here.
         os.chown(self.workdir, _uid(QEMU_USER), -1)
         os.chmod(self.workdir, 0o755)
-        self._daemon("virtlogd")
+        # A virtlogd left running is as good as ours (it only keeps QEMU's
+        # logs); it is then left running, since we did not start it.
+        if pid_alive(PIDFILES["virtlogd"]) is None:
+            self._daemon("virtlogd")
         self.start_libvirtd()
 
     def start_libvirtd(self, timeout_s: float = 90.0) -> None:
