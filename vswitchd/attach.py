@@ -189,6 +189,8 @@ class Attachments:
                    if not o.startswith(RULE_PREFIX) and n in self.switch.config.ports]
         tmp = f"{self.state_file}.tmp"
         try:
+            # Rules may attach before the management socket has made the directory.
+            os.makedirs(os.path.dirname(self.state_file) or ".", mode=0o755, exist_ok=True)
             with open(tmp, "w") as f:
                 json.dump({"version": 1, "ports": entries}, f, indent=1)
             os.replace(tmp, self.state_file)
