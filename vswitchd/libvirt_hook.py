@@ -24,6 +24,9 @@ Operations:
   and the domain does not start: a VM never boots unplugged.
 - `reconnect begin` (libvirtd restarted while the domain runs): the same
   request; ports already attached are left alone, missing ones re-added.
+  It never fails: libvirt kills a running domain whose reconnect hook
+  fails, and a guest left running unplugged (with a warning) beats one
+  killed because the switch was down.
 - `stopped` / `release`: detach the domain's ports.  Never fails: the
   domain is gone either way, and so is a tap's port when its tap goes.
 - anything else: nothing.
@@ -205,7 +208,8 @@ def run(argv: list[str], stdin_text: str) -> int:
               file=sys.stderr)
         return 2
     domain, operation, subop = argv[0], argv[1], argv[2]
-    plugging = (operation, subop) in (("start", "begin"), ("reconnect", "begin"))
+    starting = (operation, subop) == ("start", "begin")
+    plugging = starting or (operation, subop) == ("reconnect", "begin")
     unplugging = operation in ("stopped", "release")
     if not (plugging or unplugging):
         return 0
@@ -215,8 +219,8 @@ def run(argv: list[str], stdin_text: str) -> int:
     except HookError as exc:
         if unplugging:
             return 0
-        print(f"{prefix}: {exc}", file=sys.stderr)
-        return 1
+        print(f"{prefix}: {exc}" if starting else f"{prefix}: warning: {exc}", file=sys.stderr)
+        return 1 if starting else 0
     if not requests:
         return 0
     if unplugging:
@@ -229,8 +233,8 @@ def run(argv: list[str], stdin_text: str) -> int:
     try:
         attach(domain, requests)
     except HookError as exc:
-        print(f"{prefix}: {exc}", file=sys.stderr)
-        return 1
+        print(f"{prefix}: {exc}" if starting else f"{prefix}: warning: {exc}", file=sys.stderr)
+        return 1 if starting else 0
     return 0
 
 

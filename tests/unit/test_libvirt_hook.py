@@ -67,8 +67,11 @@ def test_hook_fails_start_with_one_line_when_the_daemon_is_down(capsys, monkeypa
     err = capsys.readouterr().err
     assert err == (f"vswitchd: domain web1: cannot connect to {tmp_path}/none.sock: no such file "
                    "(is vswitchd running?)\n")
-    # Stopping never fails, and other operations do nothing.
+    # Stopping never fails, nor does reconnecting (libvirt would kill the
+    # running guest); other operations do nothing.
     assert libvirt_hook.run(["web1", "stopped", "end", "-"], xml) == 0
+    assert libvirt_hook.run(["web1", "reconnect", "begin", "-"], xml) == 0
+    assert "warning: cannot connect" in capsys.readouterr().err
     assert libvirt_hook.run(["web1", "prepare", "begin", "-"], xml) == 0
 
 
