@@ -375,6 +375,13 @@ def test_format_show_prints_a_ring_counter_it_does_not_know_last() -> None:
     assert text.splitlines()[-1] == "rx ring uplink (v3): frames 1, blocks 1, zz_new 2"
 
 
+def test_format_show_names_who_attached_each_runtime_port_last() -> None:
+    port = {**SHOW["ports"][0], "name": "vnet7", "attached_by": "rule vms"}
+    text = cli.format_show({"switch": SHOW["switch"], "ports": [*SHOW["ports"], port]})
+    assert text.splitlines()[-1] == 'port vnet7: attached_by = "rule vms"'
+    assert text.count("attached_by") == 1     # ports from the config file: none
+
+
 def test_format_show_without_ports() -> None:
     assert cli.format_show({"switch": SHOW["switch"], "ports": []}).splitlines()[1] == "no ports"
 
