@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -55,6 +55,14 @@ def domain_xml(name: str, image: GuestImage, serial: str, tap: str, mac: str, ip
 </domain>"""
 
 
+@pytest.fixture
+def lv(libvirt: Libvirt) -> Iterator[Libvirt]:
+    """The session's libvirtd; the domains a test defines are destroyed and
+    undefined when it ends, passed or failed."""
+    yield libvirt
+    libvirt.undefine_all()
+
+
 def wait_for(cond: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not cond():
@@ -79,15 +87,15 @@ def new_domain(libvirt: Libvirt, image: GuestImage, ip: str, attrs: str,
 
 
 def test_domain_with_metadata_gets_its_vlan_port_before_it_runs_and_keeps_it_over_restarts(
-        libvirt: Libvirt, guest_image: GuestImage, daemon, netns) -> None:
+        lv: Libvirt, guest_image: GuestImage, daemon, netns) -> None:
     same, other = netns(), netns()
     t_same, t_other = unique_name("vms"), unique_name("vms")
     d = daemon({"same": {"type": "tap", "ifname": t_same, "netns": same, "vlan": 10},
                 "other": {"type": "tap", "ifname": t_other, "netns": other, "vlan": 20}})
-    libvirt.use_daemon(d.socket)
+    lv.use_daemon(d.socket)
     addr(same, t_same, "10.95.0.1/24")
     addr(other, t_other, "10.95.0.3/24")      # same subnet, other VLAN: must stay unreachable
-    name, tap, _mac, serial = new_domain(libvirt, guest_image, "10.95.0.2/24", "vlan='10'")
+    name, tap, _mac, serial = new_domain(lv, guest_image, "10.95.0.2/24", "vlan='10'")
 
     virsh("start", name)
     # The hook ran at "start begin": the port is there as virsh start returns,
@@ -106,11 +114,11 @@ def test_domain_with_metadata_gets_its_vlan_port_before_it_runs_and_keeps_it_ove
 
         # libvirtd restarts (the guest runs on): its reconnect keeps the port,
         # and re-adds it if it went missing meanwhile.
-        libvirt.stop_libvirtd()
+        lv.stop_libvirtd()
         assert ports(d)[tap]["attached_by"] == f"libvirt {name}"
         call(d.socket, "port/detach", {"names": [tap], "by": f"libvirt {name}"}, 10)
         assert tap not in ports(d)
-        libvirt.start_libvirtd()
+        lv.start_libvirtd()
         wait_for(lambda: tap in ports(d), "port re-added by the reconnect hook")
         assert ports(d)[tap]["attached_by"] == f"libvirt {name}"
         assert console.run("ping -c 2 -W 2 10.95.0.1", timeout_s=30).rc == 0
@@ -131,12 +139,12 @@ def test_domain_with_metadata_gets_its_vlan_port_before_it_runs_and_keeps_it_ove
     ("vlan='10'", "52:54:00:ff:ff:fe", "no interface of the domain has this MAC"),
 ])
 def test_domain_with_bad_metadata_fails_to_start_with_the_message_and_changes_nothing(
-        libvirt: Libvirt, guest_image: GuestImage, daemon, netns, attrs: str,
+        lv: Libvirt, guest_image: GuestImage, daemon, netns, attrs: str,
         metadata_mac: str | None, message: str) -> None:
     d = daemon({})
-    libvirt.use_daemon(d.socket)
+    lv.use_daemon(d.socket)
     before = d.ctl("show")["ports"]
-    name, tap, _mac, _serial = new_domain(libvirt, guest_image, "10.95.1.2/24", attrs,
+    name, tap, _mac, _serial = new_domain(lv, guest_image, "10.95.1.2/24", attrs,
                                           metadata_mac)
     r = virsh("start", name, check=False)
     assert r.returncode != 0
@@ -146,9 +154,9 @@ def test_domain_with_bad_metadata_fails_to_start_with_the_message_and_changes_no
 
 
 def test_domain_fails_to_start_when_the_daemon_is_down(
-        libvirt: Libvirt, guest_image: GuestImage, tmp_path) -> None:
-    libvirt.use_daemon(str(tmp_path / "nobody.sock"))
-    name, _tap, _mac, _serial = new_domain(libvirt, guest_image, "10.95.2.2/24", "vlan='10'")
+        lv: Libvirt, guest_image: GuestImage, tmp_path) -> None:
+    lv.use_daemon(str(tmp_path / "nobody.sock"))
+    name, _tap, _mac, _serial = new_domain(lv, guest_image, "10.95.2.2/24", "vlan='10'")
     r = virsh("start", name, check=False)
     assert r.returncode != 0
     assert (f"vswitchd: domain {name}: cannot connect to {tmp_path}/nobody.sock: no such file "
