@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -76,7 +77,9 @@ def kernel_cmdline(ip: str | None = None, extra: str = "", **ifaces: str) -> str
 class Console:
     """The guest's command runner on a connected serial stream socket."""
 
-    def __init__(self, path: str | Path, connect_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str | Path, connect_timeout_s: float = 30.0,
+                 gone: Callable[[], str | None] = lambda: None) -> None:
+        """`gone()` says why the guest will never answer (its QEMU exited), or None."""
         self.path = str(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         deadline = time.monotonic() + connect_timeout_s
@@ -85,6 +88,10 @@ class Console:
                 self.sock.connect(self.path)
                 break
             except (FileNotFoundError, ConnectionRefusedError):
+                why = gone()
+                if why is not None:
+                    self.sock.close()
+                    raise RuntimeError(why) from None
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
@@ -199,7 +206,7 @@ class Guest:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"QEMU made no serial socket: {self.log()}")
                 time.sleep(0.05)
-            self.console = Console(self.serial_path)
+            self.console = Console(self.serial_path, gone=self._exited)
             if wait:
                 self.console.wait_ready()
         except BaseException:
@@ -209,6 +216,11 @@ class Guest:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def _exited(self) -> str | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            return f"QEMU exited {self.proc.returncode}: {self.log()}"
+        return None
 
     @property
     def pid(self) -> int:
