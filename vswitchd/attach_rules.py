@@ -26,7 +26,7 @@ from vswitchd.attach_config import rule_for
 from vswitchd.config import check_port_name
 from vswitchd.errors import ConfigError, VswitchError
 from vswitchd.ports.base import LinkInfo, Rtnl
-from vswitchd.ports.linkmon import RTM_DELLINK, _NsListener
+from vswitchd.ports.linkmon import RTM_DELLINK, NsListener
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,13 @@ class RuleWatcher:
         self.attachments = attachments
         self.switch = attachments.switch
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-        self._listener: _NsListener | None = None
+        self._listener: NsListener | None = None
         self._task: asyncio.Task[None] | None = None
         self._index: dict[str, int] = {}     # runtime port's interface -> ifindex seen
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._listener = _NsListener(None, self._on_event, self._on_overrun)
+        self._listener = NsListener(None, self._on_event, self._on_overrun)
         self._listener.open(loop)           # subscribe first, then list: nothing falls between
         self._task = asyncio.create_task(self._run(), name="vswitchd-attach-rules")
         self.resync()

@@ -233,3 +233,8 @@ class LinkMonitor:
                 listener = None
             if alive and listener is None and self._ensure_listener(netns):
                 self._resync_netns(netns)
+
+
+# The attach rules (vswitchd/attach_rules.py) listen to every link of the
+# daemon's namespace, not to watched names: they use the listener alone.
+NsListener = _NsListener
