@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from vswitchd import libvirt_hook
-from vswitchd.config import PORT_TYPES
 from vswitchd.libvirt_hook import HookError, parse_domain
 from vswitchd.qemu_ifup import pairs_from
 
@@ -29,8 +28,6 @@ def test_ethernet_interface_becomes_a_netdev_port_on_its_tap_with_the_attributes
          ["type=netdev", "ifname=web1-eth0", "vlan=10", "acls=web", "max_bandwidth_out=500Mbit"])]
 
 
-@pytest.mark.skipif("vhostuser" not in PORT_TYPES,
-                    reason="the vhostuser port type is not merged yet (branch vhost)")
 def test_vhostuser_interface_becomes_a_server_mode_port_at_the_domains_socket() -> None:
     reqs = parse_domain(domain('<vswitchd:port mac="52:54:00:12:34:57" vlan="10"/>'))
     assert reqs[0].name == "web1-eth1"

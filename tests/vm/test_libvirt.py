@@ -153,6 +153,76 @@ def test_domain_with_bad_metadata_fails_to_start_with_the_message_and_changes_no
     assert d.ctl("show")["ports"] == before
 
 
+def vhost_domain_xml(name: str, image: GuestImage, serial: str, sock: str, mac: str,
+                     ip: str, port_attrs: str) -> str:
+    """A domain on a vhost-user NIC: guest memory shared (memfd) so the switch
+    can map it, and the NIC's MSI-X off, which this QEMU needs under TCG."""
+    return f"""<domain type='qemu' xmlns:vswitchd='urn:vswitchd:1'
+        xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{name}</name>
+  <memory unit='MiB'>256</memory>
+  <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>
+  <vcpu>1</vcpu>
+  <metadata>
+    <vswitchd:ports><vswitchd:port mac='{mac}' {port_attrs}/></vswitchd:ports>
+  </metadata>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{image.kernel}</kernel>
+    <initrd>{image.initrd}</initrd>
+    <cmdline>{kernel_cmdline(ip)}</cmdline>
+  </os>
+  <on_reboot>destroy</on_reboot>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <interface type='vhostuser'>
+      <mac address='{mac}'/>
+      <source type='unix' path='{sock}' mode='client'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='unix'><source mode='bind' path='{serial}'/><target port='0'/></serial>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:override>
+    <qemu:device alias='net0'>
+      <qemu:frontend><qemu:property name='vectors' type='unsigned' value='0'/></qemu:frontend>
+    </qemu:device>
+  </qemu:override>
+</domain>"""
+
+
+def test_vhostuser_domain_gets_a_server_port_at_its_socket_and_pings_an_ethernet_domain(
+        lv: Libvirt, guest_image: GuestImage, daemon) -> None:
+    d = daemon({})
+    lv.use_daemon(d.socket)
+    eth_name, tap, _mac, eth_serial = new_domain(lv, guest_image, "10.95.3.1/24", "vlan='30'")
+    vu_name = f"vms-{secrets.token_hex(4)}"
+    port = unique_name("vmu")
+    sock = str(lv.workdir / f"{port}.sock")
+    vu_serial = str(lv.workdir / f"{vu_name}.serial")
+    vu_mac = "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+    lv.define(vu_name, vhost_domain_xml(vu_name, guest_image, vu_serial, sock, vu_mac,
+                                        "10.95.3.2/24", "vlan='30'"))
+    virsh("start", eth_name)
+    r = virsh("start", vu_name, check=False)
+    assert r.returncode == 0, f"{r.stderr}\n{d.log()[-3000:]}"
+    p = ports(d)[port]
+    assert (p["type"], p["vlan"], p["attached_by"]) == ("vhostuser", 30, f"libvirt {vu_name}")
+    eth, vu = Console(eth_serial), Console(vu_serial)
+    try:
+        eth.wait_ready()
+        vu.wait_ready()
+        r = vu.run("ping -c 3 -W 3 10.95.3.1", timeout_s=60)
+        assert r.rc == 0, f"{r.output}\n{d.ctl('show')}"
+    finally:
+        eth.close()
+        vu.close()
+    virsh("destroy", vu_name)
+    virsh("destroy", eth_name)
+    wait_for(lambda: port not in ports(d) and tap not in ports(d), "both ports removed")
+
+
 def test_domain_fails_to_start_when_the_daemon_is_down(
         lv: Libvirt, guest_image: GuestImage, tmp_path) -> None:
     lv.use_daemon(str(tmp_path / "nobody.sock"))
