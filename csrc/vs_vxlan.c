@@ -44,6 +44,9 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 _Static_assert(ENCAP_HLEN + 2 * VS_ETH_ALEN
                <= sizeof(((struct vs_tx_entry *) 0)->hdr),
@@ -399,11 +402,49 @@ decap(struct vs_vxlan *vx, const struct vs_port *port, uint8_t *b, size_t got,
     return 0;
 }
 
+/* The sender's address in 'from' as the port's family wants it, or NULL. */
+static const uint8_t *
+from_addr(const struct vs_vxlan *vx, const struct sockaddr_storage *from)
+{
+    if (from->ss_family == AF_INET && vx->p.family == AF_INET) {
+        return (const uint8_t *) &((const struct sockaddr_in *) from)->sin_addr;
+    }
+    if (from->ss_family == AF_INET6 && vx->p.family == AF_INET6) {
+        return (const uint8_t *) &((const struct sockaddr_in6 *) from)->sin6_addr;
+    }
+    return NULL;
+}
+
+/* The segment size the kernel's UDP GRO put in 'msg''s control data, 0
+ * when the datagram is a single one. */
+static uint32_t
+gro_size(struct msghdr *msg)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO
+            && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int size;
+            memcpy(&size, CMSG_DATA(c), sizeof size);
+            return size > 0 ? (uint32_t) size : 0;
+        }
+    }
+    return 0;
+}
+
 /* Reads up to a burst of datagrams from the port's UDP socket with one
- * recvmmsg() and decapsulates them into ctx->pkts.  Returns how many
- * frames are left to forward; the dropped ones are counted here. */
+ * recvmmsg(), decapsulates them into ctx->pkts and merges TCP runs
+ * (vs_vxlan_gro.c).  Returns how many frames are left to forward; the
+ * dropped ones are counted here.
+ *
+ * With UDP_GRO on the socket (vswitchd/ports/vxlan.py), one datagram may
+ * hold up to 64 VXLAN datagrams back to back, all 'gso_size' bytes but the
+ * last: each is decapsulated in place as a frame of its own.  When they
+ * fill ctx->pkts and merging frees no slot, the frames so far are
+ * forwarded under 'cfg' at 'now_s' before the rest are decapsulated, so
+ * nothing is dropped for want of room and order is kept. */
 uint32_t
-vs_vxlan_read_burst(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq)
+vs_vxlan_read_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
+                    const struct vs_rxq_ref *rxq, uint32_t now_s)
 {
     struct vs_port *port = rxq->port;
     struct vs_vxlan *vx = port->p.vxlan;
@@ -411,6 +452,10 @@ vs_vxlan_read_burst(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq)
     struct mmsghdr msgs[VS_BURST];
     struct iovec iovs[VS_BURST];
     struct sockaddr_storage from[VS_BURST];
+    union {
+        struct cmsghdr align;
+        uint8_t buf[CMSG_SPACE(sizeof(int))];
+    } ctl[VS_BURST];
 
     for (uint32_t i = 0; i < VS_BURST; i++) {
         iovs[i].iov_base = ctx->rx_bufs + (size_t) i * VS_FRAME_MAX;
@@ -420,6 +465,8 @@ vs_vxlan_read_burst(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq)
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_name = &from[i];
         msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+        msgs[i].msg_hdr.msg_control = ctl[i].buf;
+        msgs[i].msg_hdr.msg_controllen = sizeof ctl[i].buf;
     }
     int r;
     do {
@@ -431,25 +478,37 @@ vs_vxlan_read_burst(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq)
 
     uint32_t n = 0;
     for (int i = 0; i < r; i++) {
-        const uint8_t *addr = NULL;
-        if (from[i].ss_family == AF_INET && vx->p.family == AF_INET) {
-            addr = (const uint8_t *) &((struct sockaddr_in *) &from[i])->sin_addr;
-        } else if (from[i].ss_family == AF_INET6 && vx->p.family == AF_INET6) {
-            addr = (const uint8_t *) &((struct sockaddr_in6 *) &from[i])->sin6_addr;
+        const uint8_t *addr = from_addr(vx, &from[i]);
+        size_t total = msgs[i].msg_len;
+        size_t step = gro_size(&msgs[i].msg_hdr);
+        step = step ? step : total;
+        for (size_t off = 0; off < total || off == 0; off += step) {
+            if (n == VS_BURST) {
+                n = vs_vxlan_coalesce(ctx->pkts, n);
+                if (n == VS_BURST) {
+                    vs_stat_add(&ctx->stats.frames, n);
+                    vs_forward_burst(ctx, cfg, port, n, now_s);
+                    n = 0;
+                }
+            }
+            struct vs_pkt *pkt = &ctx->pkts[n];
+            size_t got = total - off < step ? total - off : step;
+            uint8_t *b = (uint8_t *) iovs[i].iov_base + off;
+            int reason = addr ? decap(vx, port, b, got, addr, pkt)
+                              : VS_C_DROP_VXLAN_UNKNOWN_VTEP;
+            if (reason) {
+                vs_count(ctx, port->p.id, VS_C_RX_PACKETS, 1);
+                vs_count(ctx, port->p.id, VS_C_RX_BYTES, got);
+                vs_count(ctx, port->p.id, reason, 1);
+            } else {
+                vtep_count(vc, pkt->in_vtep, VS_VTEP_RX_PACKETS, 1);
+                vtep_count(vc, pkt->in_vtep, VS_VTEP_RX_BYTES, got - VS_VXLAN_HLEN);
+                n++;
+            }
+            if (!step) {
+                break;      /* an empty datagram */
+            }
         }
-        struct vs_pkt *pkt = &ctx->pkts[n];
-        size_t got = msgs[i].msg_len;
-        int reason = addr ? decap(vx, port, iovs[i].iov_base, got, addr, pkt)
-                          : VS_C_DROP_VXLAN_UNKNOWN_VTEP;
-        if (reason) {
-            vs_count(ctx, port->p.id, VS_C_RX_PACKETS, 1);
-            vs_count(ctx, port->p.id, VS_C_RX_BYTES, got);
-            vs_count(ctx, port->p.id, reason, 1);
-            continue;
-        }
-        vtep_count(vc, pkt->in_vtep, VS_VTEP_RX_PACKETS, 1);
-        vtep_count(vc, pkt->in_vtep, VS_VTEP_RX_BYTES, got - VS_VXLAN_HLEN);
-        n++;
     }
     return vs_vxlan_coalesce(ctx->pkts, n);
 }

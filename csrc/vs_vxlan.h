@@ -124,6 +124,7 @@ struct vs_vtep_info {
 };
 
 struct vs_vxlan;
+struct vs_config;
 struct vs_ctx;
 struct vs_port;
 struct vs_pkt;
@@ -146,7 +147,8 @@ uint16_t vs_vxlan_src_port(const struct vs_vxlan *, const uint8_t *frame,
                            uint32_t len);
 
 /* The pipeline's side (vs_port_class.h; workers only). */
-uint32_t vs_vxlan_read_burst(struct vs_ctx *, const struct vs_rxq_ref *);
+uint32_t vs_vxlan_read_burst(struct vs_ctx *, const struct vs_config *,
+                             const struct vs_rxq_ref *, uint32_t now_s);
 void vs_vxlan_egress(struct vs_ctx *, struct vs_port *, struct vs_pkt *);
 uint32_t vs_vxlan_learn_port(const struct vs_port *, const struct vs_pkt *);
 /* Receive offload: merges a burst's decapsulated TCP segments into GSO

@@ -135,7 +135,10 @@ vs_vxlan_coalesce(struct vs_pkt *pkts, uint32_t n)
                    && sj.payload <= mss
                    && head->len + sj.payload - L3_OFF <= IP_MAX
                    && head->len + sj.payload <= VS_FRAME_MAX - 4) {
-                memcpy(head->data + head->len, pkts[j].data + sj.hl, sj.payload);
+                /* memmove: with UDP GRO the segments of one datagram lie
+                 * back to back in one buffer, and the run is compacted
+                 * over the headers of the segments it swallowed. */
+                memmove(head->data + head->len, pkts[j].data + sj.hl, sj.payload);
                 head->len += sj.payload;
                 next += sj.payload;
                 last = sj.payload;
