@@ -484,7 +484,7 @@ vs_vxlan_read_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
         step = step ? step : total;
         for (size_t off = 0; off < total || off == 0; off += step) {
             if (n == VS_BURST) {
-                n = vs_vxlan_coalesce(ctx->pkts, n);
+                n = vs_vxlan_coalesce(ctx->pkts, n, ctx->rx_bufs);
                 if (n == VS_BURST) {
                     vs_stat_add(&ctx->stats.frames, n);
                     vs_forward_burst(ctx, cfg, port, n, now_s);
@@ -510,7 +510,7 @@ vs_vxlan_read_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
             }
         }
     }
-    return vs_vxlan_coalesce(ctx->pkts, n);
+    return vs_vxlan_coalesce(ctx->pkts, n, ctx->rx_bufs);
 }
 
 /* Where a frame from 'pkt''s source is learned: at (port, VTEP), or not

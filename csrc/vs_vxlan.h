@@ -153,6 +153,6 @@ void vs_vxlan_egress(struct vs_ctx *, struct vs_port *, struct vs_pkt *);
 uint32_t vs_vxlan_learn_port(const struct vs_port *, const struct vs_pkt *);
 /* Receive offload: merges a burst's decapsulated TCP segments into GSO
  * super-frames (vs_vxlan_gro.c); returns the frames left. */
-uint32_t vs_vxlan_coalesce(struct vs_pkt *pkts, uint32_t n);
+uint32_t vs_vxlan_coalesce(struct vs_pkt *pkts, uint32_t n, const uint8_t *bufs);
 
 #endif /* vs_vxlan.h */
