@@ -408,3 +408,23 @@ def test_a_stream_over_many_gro_datagrams_is_merged_within_64k_and_arrives_intac
         assert data == b"".join(sent)
     finally:
         h.close()
+
+
+def test_a_mirror_of_the_vxlan_port_copies_frames_entering_the_overlay_untagged(h):
+    from vswitchd.fastpath_observe import MirrorParams
+    h.add(2, mode="access", access_vlan=10)             # the mirror's output
+    m = MirrorParams(id=0, output_port=2, dst_ports=(VX,))
+    h.switch.publish([p.params for p in h.ports.values()] + [h.vx_params], mirrors=[m])
+    f = frame(src=VMAC)
+    got = h.inject(0, f)
+    assert got[2] == [f]
+    assert len(h.overlay_received()) == 1
+    # From a trunk: tagged on the way in, untagged into the overlay and in the copy.
+    h.add(4, mode="trunk", allowed=((10, 10),))
+    h.switch.publish([p.params for p in h.ports.values()] + [h.vx_params], mirrors=[m])
+    src = "02:00:00:00:00:0c"
+    untagged = bytes(Ether(src=src, dst="ff:ff:ff:ff:ff:ff") / IP() / UDP())
+    got = h.inject(4, bytes(Ether(src=src, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=10) / IP()
+                            / UDP()))
+    assert got[2] == [untagged]
+    assert len(h.overlay_received()) == 1
