@@ -593,21 +593,21 @@ struct seg_collect {
     int full;
 };
 
-/* vs_gso_emit_fn: keeps segment 'seg' in the context's segment area. */
-static int
-collect_segment(void *arg, const uint8_t *seg, uint32_t seg_len)
+/* vs_gso_place_fn: where in the context's segment area the next segment
+ * ('seg_len' bytes) is built, VS_VXLAN_HLEN bytes after the previous one. */
+static uint8_t *
+place_segment(void *arg, uint32_t seg_len)
 {
     struct seg_collect *sc = arg;
     if (sc->n == SEGS_MAX || seg_len + VS_VXLAN_HLEN > SEG_AREA - sc->used) {
         sc->full = 1;
-        return 1;
+        return NULL;
     }
     uint32_t off = sc->used + VS_VXLAN_HLEN;
-    memcpy(sc->vc->seg_area + off, seg, seg_len);
     sc->vc->seg_off[sc->n] = off;
     sc->vc->seg_len[sc->n++] = seg_len;
     sc->used = off + seg_len;
-    return 0;
+    return sc->vc->seg_area + off;
 }
 
 /* Sends segments 'first'..'first + n - 1' of the area, VXLAN headers in
@@ -690,8 +690,7 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
         }
     }
     struct seg_collect sc = { vc, 0, 0, 0 };
-    int r = vs_gso_segment(frame, len, &vh, ctx->seg_buf, VS_FRAME_MAX,
-                           collect_segment, &sc);
+    int r = vs_gso_segment_placed(frame, len, &vh, place_segment, &sc);
     if (r < 0 || sc.full) {
         vs_count(ctx, port->p.id, r < 0 ? -r : VS_C_DROP_OVERSIZE, 1);
         return;
