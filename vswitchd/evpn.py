@@ -7,8 +7,8 @@ Once a second `Evpn` reconciles three things:
    port goes);
  - what the switch installs from received routes: type-3 originators join
    the vxlan port's flood list (beside static `peers`), type-2 MACs become
-   remote MAC table entries at (vxlan port, VTEP), refreshed every pass so
-   they never age, removed when their route is withdrawn;
+   static remote MAC table entries at (vxlan port, VTEP): never aged, not
+   moved by overlay traffic, removed when their route is withdrawn;
  - gobgpd itself: in "spawn" mode vswitchd runs its own (API on 127.0.0.1
    only) and restarts it when it dies; its routes are then re-advertised
    from scratch.  Sessions use graceful restart, so the peers keep our
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vswitchd.errors import VswitchError
-from vswitchd.fastpath import mac_port, mac_vtep
+from vswitchd.fastpath import MAC_STATIC, mac_port, mac_vtep
 from vswitchd.gobgp import GobgpClient, GobgpError, ImetRoute, MacRoute
 from vswitchd.vxlan_config import EvpnConfig
 
@@ -348,9 +348,12 @@ class Evpn:
         for key, word in st.installed.items():
             if installs.get(key) != word:
                 macs.flush_exact(key[0], word)  # takes others at that VTEP too: re-learned below
-        now_s = int(time.monotonic())
+        # Static entries: never aged, and traffic from the overlay cannot
+        # move them; only a frame from a local port can (a VM that moved
+        # here).  Learning an entry that is in place is a no-op, so every
+        # pass also restores one an operator's flush took away.
         for (vlan, mac), word in installs.items():
-            macs.learn(vlan, mac, word, now_s)
+            macs.learn(vlan, mac, word, MAC_STATIC)
         st.installed = installs
 
     def _may_change(self, key: tuple, now: float) -> bool:

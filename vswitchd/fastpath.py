@@ -29,6 +29,9 @@ MAX_PORTS: int = lib.VS_MAX_PORTS
 MAX_WORKERS: int = lib.VS_MAX_WORKERS
 MAX_QUEUES: int = lib.VS_MAX_QUEUES
 PORT_NONE: int = lib.VS_PORT_NONE
+# A MAC entry's seen_s for an entry the control plane installed (never aged,
+# not moved by overlay traffic: csrc/vs_mac_table.h).
+MAC_STATIC: int = lib.VS_MAC_STATIC
 
 COUNTER_NAMES: tuple[str, ...] = tuple(
     ffi.string(lib.vs_counter_name(i)).decode() for i in range(lib.VS_N_COUNTERS)
