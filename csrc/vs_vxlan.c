@@ -57,7 +57,10 @@ struct vtep {
     socklen_t sa_len;
     struct sockaddr_storage sa_udp; /* for the UDP pool: with dstport */
     uint8_t addr[16];
-    _Atomic int flood;
+    _Atomic int flood;              /* in every VNI's flood list (a static peer) */
+    /* Bit v: in the flood list of VLAN v's VNI only (an EVPN type-3 route,
+     * which is per VNI).  VLANs and VNIs map one to one on a port. */
+    _Atomic uint64_t flood_vlans[4096 / 64];
 };
 
 /* What one context owns: written by that context's thread only. */
@@ -233,6 +236,38 @@ vs_vxlan_set_flood(struct vs_vxlan *vx, uint32_t vtep, int flood)
     return 0;
 }
 
+static uint16_t vni_to_vlan(const struct vs_vxlan *, uint32_t vni);
+
+/* Whether VTEP 't' gets VLAN 'vlan''s broadcast, multicast and unknown
+ * unicast, and may send us that VLAN's frames when learning is off. */
+static int
+vtep_floods(const struct vtep *t, uint16_t vlan)
+{
+    struct vtep *w = (struct vtep *) t;
+    return atomic_load_explicit(&w->flood, memory_order_relaxed)
+           || (atomic_load_explicit(&w->flood_vlans[(vlan & 0xfff) >> 6],
+                                    memory_order_relaxed) >> (vlan & 63) & 1);
+}
+
+/* Puts VTEP 'vtep' in the flood list of VNI 'vni' only, or takes it out
+ * (its all-VNI flag, vs_vxlan_set_flood(), stays as it is).  0, or EINVAL
+ * for an unknown VTEP or a VNI the port does not carry. */
+int
+vs_vxlan_set_flood_vni(struct vs_vxlan *vx, uint32_t vtep, uint32_t vni, int flood)
+{
+    uint16_t vlan = vni_to_vlan(vx, vni);
+    if (vtep < 1 || vtep > atomic_load(&vx->n_vteps) || !vlan) {
+        return EINVAL;
+    }
+    uint64_t bit = 1ull << (vlan & 63);
+    if (flood) {
+        atomic_fetch_or(&vx->vteps[vtep].flood_vlans[vlan >> 6], bit);
+    } else {
+        atomic_fetch_and(&vx->vteps[vtep].flood_vlans[vlan >> 6], ~bit);
+    }
+    return 0;
+}
+
 uint32_t
 vs_vxlan_n_vteps(const struct vs_vxlan *vx)
 {
@@ -251,7 +286,11 @@ vs_vxlan_vtep_get(const struct vs_vxlan *vx, uint32_t vtep,
     }
     out->family = vx->p.family;
     memcpy(out->addr, vx->vteps[vtep].addr, addr_len(vx));
-    out->flood = atomic_load(&((struct vs_vxlan *) vx)->vteps[vtep].flood);
+    const struct vtep *t = &vx->vteps[vtep];
+    out->flood = atomic_load(&((struct vtep *) t)->flood);
+    for (uint32_t i = 0; i < vx->n_vnis; i++) {
+        out->flood_vnis += vtep_floods(t, vx->vnis[i].vlan);
+    }
     for (uint32_t c = 0; c < vx->p.n_ctx; c++) {
         for (int k = 0; k < VS_VTEP_N_COUNTERS; k++) {
             out->counters[k] += __atomic_load_n(&vx->ctx[c].counters[vtep][k],
@@ -387,8 +426,7 @@ decap(struct vs_vxlan *vx, const struct vs_port *port, uint8_t *b, size_t got,
         if (!vtep) {
             vtep = add_vtep(vx, from, 0);   /* 0: full; forward, don't learn */
         }
-    } else if (!vtep || !atomic_load_explicit(&vx->vteps[vtep].flood,
-                                              memory_order_relaxed)) {
+    } else if (!vtep || !vtep_floods(&vx->vteps[vtep], vlan)) {
         return VS_C_DROP_VXLAN_UNKNOWN_VTEP;
     }
     memmove(b + 4, b + VS_VXLAN_HLEN, 2 * VS_ETH_ALEN);
@@ -750,7 +788,7 @@ vs_vxlan_egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
         dests[n++] = pkt->out_vtep;
     } else {
         for (uint32_t i = 1; i <= n_vteps; i++) {
-            if (atomic_load_explicit(&vx->vteps[i].flood, memory_order_relaxed)) {
+            if (vtep_floods(&vx->vteps[i], pkt->vlan)) {
                 dests[n++] = i;
             }
         }

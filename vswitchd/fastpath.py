@@ -509,6 +509,12 @@ class Vxlan:
     def set_flood(self, index: int, flood: bool) -> None:
         _check(lib.vs_vxlan_set_flood(self.c_vxlan, index, int(flood)), f"VTEP {index}")
 
+    def set_flood_vni(self, index: int, vni: int, flood: bool) -> None:
+        """Puts VTEP ``index`` in VNI ``vni``'s flood list only, or takes it
+        out (an EVPN type-3 route is per VNI); its all-VNI flag stays."""
+        _check(lib.vs_vxlan_set_flood_vni(self.c_vxlan, index, vni, int(flood)),
+               f"VTEP {index}, VNI {vni}")
+
     def vteps(self) -> list[VtepInfo]:
         out: list[VtepInfo] = []
         info = ffi.new("struct vs_vtep_info *")
@@ -523,7 +529,7 @@ class Vxlan:
         lib.vs_vxlan_vtep_get(self._vx, i, info)
         size = 4 if info.family == socket.AF_INET else 16  # type: ignore[attr-defined]
         addr = str(ipaddress.ip_address(bytes(info.addr[0:size])))  # type: ignore[attr-defined]
-        return VtepInfo(i, addr, bool(info.flood),  # type: ignore[attr-defined]
+        return VtepInfo(i, addr, bool(info.flood or info.flood_vnis),  # type: ignore[attr-defined]
                         {name: int(info.counters[k])  # type: ignore[attr-defined]
                          for k, name in enumerate(VTEP_COUNTERS)})
 

@@ -428,3 +428,27 @@ def test_a_mirror_of_the_vxlan_port_copies_frames_entering_the_overlay_untagged(
                             / UDP()))
     assert got[2] == [untagged]
     assert len(h.overlay_received()) == 1
+
+
+def test_a_vtep_in_one_vnis_flood_list_gets_only_that_vnis_floods():
+    h = VxlanHarness(learning=False)
+    try:
+        h.vx.set_flood(h.vtep, False)
+        h.vx.set_flood_vni(h.vtep, 5010, True)          # an EVPN type-3 route for 5010
+        h.inject(0, frame(src=VMAC))                     # VLAN 10 = VNI 5010
+        assert len(h.overlay_received()) == 1
+        h.inject(1, frame(src="02:00:00:00:00:0c"))      # VLAN 20 = VNI 5020
+        assert h.overlay_received() == []
+        # Learning off: it may send us VNI 5010's frames, not 5020's.
+        assert h.from_overlay(vxlan_hdr(5010) + frame(src=RMAC))[0] != []
+        assert h.from_overlay(vxlan_hdr(5020) + frame(src=RMAC))[1] == []
+        assert h.counters(VX)["vxlan_unknown_vtep"] == 1
+        assert h.vx.vteps()[h.vtep - 1].flood
+        h.vx.set_flood_vni(h.vtep, 5010, False)          # the route withdrawn
+        h.inject(0, frame(src=VMAC, sport=2))
+        assert h.overlay_received() == []
+        assert not h.vx.vteps()[h.vtep - 1].flood
+        with pytest.raises(fastpath.FastpathError):
+            h.vx.set_flood_vni(h.vtep, 7777, True)        # a VNI the port does not carry
+    finally:
+        h.close()
