@@ -1,19 +1,12 @@
 /*
- * vs_vxlan.c: VXLAN encapsulation and decapsulation (see vs_vxlan.h).
+ * vs_vxlan.c: the VTEP table, flow hashing and encapsulation of the vxlan
+ * port (see vs_vxlan.h); the receive side is vs_vxlan_rx.c, the receive
+ * offload vs_vxlan_gro.c, what they share vs_vxlan_priv.h.
  *
- * Batch semantics: a burst read from the UDP socket is decapsulated whole
- * first (bad datagrams dropped and counted here, the rest turned into
- * 802.1Q-tagged frames of their VNI's VLAN, in place), then forwarded by
- * vs_forward_burst() like a burst from a trunk port: learned, looked up,
- * delivered.  Encapsulated frames join the worker's tx list and leave with
- * one sendmmsg() at the end of the burst, frames to one VTEP in order.
- *
- * Decapsulation in place: the UDP payload lands at the start of an rx
- * buffer, [VXLAN 8][dst src 12][type ...].  Moving the 12 MAC bytes 4 bytes
- * forward leaves exactly 4 bytes for a tag in front of the inner
- * EtherType: [4 unused][dst src][8100 TCI][type ...].  No copy of the
- * payload, and the pipeline's VLAN rules apply unchanged (the port is a
- * trunk of the vni_map's VLANs without a native VLAN).
+ * Batch semantics on the way out: encapsulated frames join the worker's tx
+ * list and leave with one sendmmsg() at the end of the burst, frames to
+ * one VTEP in order; a TCP super-frame leaves at once, as UDP GSO batches
+ * of its segments (with a UDP pool) or through the tx list, flushed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,13 +23,11 @@
 #include "vs_hash.h"
 #include "vs_port_class.h"
 #include "vs_vxlan.h"
+#include "vs_vxlan_priv.h"
 #include "vs_worker.h"
 
 #define UDP_HLEN 8
 #define ENCAP_HLEN (UDP_HLEN + VS_VXLAN_HLEN)
-/* Segments of one super-frame, collected before any is sent. */
-#define SEGS_MAX 128
-#define SEG_AREA (2 * VS_FRAME_MAX)
 /* UDP GSO: at most this many segments per sendmsg() (the kernel's
  * UDP_MAX_SEGMENTS) and this many payload bytes (one IP datagram). */
 #define UDP_GSO_SEGS_MAX 64
@@ -44,52 +35,12 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
 
 _Static_assert(ENCAP_HLEN + 2 * VS_ETH_ALEN
                <= sizeof(((struct vs_tx_entry *) 0)->hdr),
                "a tx entry's header buffer holds UDP + VXLAN + inner MACs");
 
-struct vtep {
-    struct sockaddr_storage sa;     /* for the raw socket */
-    socklen_t sa_len;
-    struct sockaddr_storage sa_udp; /* for the UDP pool: with dstport */
-    uint8_t addr[16];
-    _Atomic int flood;              /* in every VNI's flood list (a static peer) */
-    /* Bit v: in the flood list of VLAN v's VNI only (an EVPN type-3 route,
-     * which is per VNI).  VLANs and VNIs map one to one on a port. */
-    _Atomic uint64_t flood_vlans[4096 / 64];
-};
-
-/* What one context owns: written by that context's thread only. */
-struct vx_ctx {
-    uint64_t counters[VS_VXLAN_VTEPS_MAX][VS_VTEP_N_COUNTERS];
-    uint8_t *seg_area;
-    uint32_t seg_off[SEGS_MAX];
-    uint32_t seg_len[SEGS_MAX];
-    /* With a UDP pool only the segments' headers are in the area and
-     * their payloads stay in the super-frame (place_headers()). */
-    const uint8_t *seg_pay[SEGS_MAX];
-    uint32_t seg_pay_len[SEGS_MAX];
-};
-
-struct vni_vlan {
-    uint32_t vni;
-    uint16_t vlan;
-};
-
-struct vs_vxlan {
-    struct vs_vxlan_params p;
-    uint64_t seed;
-    uint32_t n_vnis;
-    struct vni_vlan vnis[4096];     /* sorted by VNI */
-    pthread_mutex_t add_lock;       /* adding a VTEP; nothing else */
-    _Atomic uint32_t n_vteps;       /* valid indexes are 1..n_vteps */
-    struct vtep vteps[VS_VXLAN_VTEPS_MAX];
-    struct vx_ctx *ctx;             /* p.n_ctx of them */
-};
+/* The VTEP's structures: vs_vxlan_priv.h. */
 
 static int
 cmp_vni(const void *a, const void *b)
@@ -162,8 +113,8 @@ addr_len(const struct vs_vxlan *vx)
 }
 
 /* Index of the VTEP at 'addr' (4 or 16 bytes by family), 0 if unknown. */
-static uint32_t
-find_vtep(const struct vs_vxlan *vx, const uint8_t *addr)
+uint32_t
+vs_vx_find_vtep(const struct vs_vxlan *vx, const uint8_t *addr)
 {
     uint32_t n = atomic_load_explicit(&((struct vs_vxlan *) vx)->n_vteps,
                                       memory_order_acquire);
@@ -178,11 +129,11 @@ find_vtep(const struct vs_vxlan *vx, const uint8_t *addr)
 
 /* Adds the VTEP at 'addr' unless it is known; any thread.  Returns its
  * index, or 0 when the table is full. */
-static uint32_t
-add_vtep(struct vs_vxlan *vx, const uint8_t *addr, int flood)
+uint32_t
+vs_vx_add_vtep(struct vs_vxlan *vx, const uint8_t *addr, int flood)
 {
     pthread_mutex_lock(&vx->add_lock);
-    uint32_t i = find_vtep(vx, addr);
+    uint32_t i = vs_vx_find_vtep(vx, addr);
     if (!i) {
         uint32_t n = atomic_load_explicit(&vx->n_vteps, memory_order_relaxed);
         if (n + 1 < VS_VXLAN_VTEPS_MAX) {
@@ -225,7 +176,7 @@ add_vtep(struct vs_vxlan *vx, const uint8_t *addr, int flood)
 int
 vs_vxlan_add_vtep(struct vs_vxlan *vx, const uint8_t *addr, int flood)
 {
-    uint32_t i = add_vtep(vx, addr, flood);
+    uint32_t i = vs_vx_add_vtep(vx, addr, flood);
     return i ? (int) i : -ENOSPC;
 }
 
@@ -240,12 +191,10 @@ vs_vxlan_set_flood(struct vs_vxlan *vx, uint32_t vtep, int flood)
     return 0;
 }
 
-static uint16_t vni_to_vlan(const struct vs_vxlan *, uint32_t vni);
-
 /* Whether VTEP 't' gets VLAN 'vlan''s broadcast, multicast and unknown
  * unicast, and may send us that VLAN's frames when learning is off. */
-static int
-vtep_floods(const struct vtep *t, uint16_t vlan)
+int
+vs_vx_floods(const struct vtep *t, uint16_t vlan)
 {
     struct vtep *w = (struct vtep *) t;
     return atomic_load_explicit(&w->flood, memory_order_relaxed)
@@ -259,7 +208,7 @@ vtep_floods(const struct vtep *t, uint16_t vlan)
 int
 vs_vxlan_set_flood_vni(struct vs_vxlan *vx, uint32_t vtep, uint32_t vni, int flood)
 {
-    uint16_t vlan = vni_to_vlan(vx, vni);
+    uint16_t vlan = vs_vx_vni_to_vlan(vx, vni);
     if (vtep < 1 || vtep > atomic_load(&vx->n_vteps) || !vlan) {
         return EINVAL;
     }
@@ -293,7 +242,7 @@ vs_vxlan_vtep_get(const struct vs_vxlan *vx, uint32_t vtep,
     const struct vtep *t = &vx->vteps[vtep];
     out->flood = atomic_load(&((struct vtep *) t)->flood);
     for (uint32_t i = 0; i < vx->n_vnis; i++) {
-        out->flood_vnis += vtep_floods(t, vx->vnis[i].vlan);
+        out->flood_vnis += vs_vx_floods(t, vx->vnis[i].vlan);
     }
     for (uint32_t c = 0; c < vx->p.n_ctx; c++) {
         for (int k = 0; k < VS_VTEP_N_COUNTERS; k++) {
@@ -304,16 +253,16 @@ vs_vxlan_vtep_get(const struct vs_vxlan *vx, uint32_t vtep,
     return 0;
 }
 
-static void
-vtep_count(struct vx_ctx *c, uint32_t vtep, int which, uint64_t n)
+void
+vs_vx_vtep_count(struct vx_ctx *c, uint32_t vtep, int which, uint64_t n)
 {
     uint64_t *p = &c->counters[vtep][which];
     __atomic_store_n(p, *p + n, __ATOMIC_RELAXED);
 }
 
 /* The VLAN VNI 'vni' maps to, 0 if none. */
-static uint16_t
-vni_to_vlan(const struct vs_vxlan *vx, uint32_t vni)
+uint16_t
+vs_vx_vni_to_vlan(const struct vs_vxlan *vx, uint32_t vni)
 {
     uint32_t lo = 0, hi = vx->n_vnis;
     while (lo < hi) {
@@ -328,16 +277,6 @@ vni_to_vlan(const struct vs_vxlan *vx, uint32_t vni)
         }
     }
     return 0;
-}
-
-static uint64_t
-load_be(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
 }
 
 /* Hash of the flow of the untagged view of a frame: Ethernet header at
@@ -355,24 +294,24 @@ flow_hash(uint64_t seed, const uint8_t *eth, const uint8_t *type,
     uint8_t proto = 0;
 
     if (ethertype == VS_ETH_TYPE_IPV4 && end - l3 >= 20) {
-        h = vs_hash64(load_be(l3 + 12, 8), h);
+        h = vs_hash64(vs_vx_load_be(l3 + 12, 8), h);
         proto = l3[9];
         uint32_t ihl = (uint32_t) (l3[0] & 0xf) * 4;
         if (!(vs_get_be16(l3 + 6) & 0x3fff) && ihl >= 20) {
             l4 = l3 + ihl;
         }
     } else if (ethertype == VS_ETH_TYPE_IPV6 && end - l3 >= 40) {
-        h = vs_hash64(load_be(l3 + 8, 8), h);
-        h = vs_hash64(load_be(l3 + 16, 8), h);
-        h = vs_hash64(load_be(l3 + 24, 8), h);
-        h = vs_hash64(load_be(l3 + 32, 8), h);
+        h = vs_hash64(vs_vx_load_be(l3 + 8, 8), h);
+        h = vs_hash64(vs_vx_load_be(l3 + 16, 8), h);
+        h = vs_hash64(vs_vx_load_be(l3 + 24, 8), h);
+        h = vs_hash64(vs_vx_load_be(l3 + 32, 8), h);
         proto = l3[6];
         l4 = l3 + 40;
     } else {
-        return vs_hash64(load_be(eth, 6) ^ (load_be(eth + 6, 6) << 16), h);
+        return vs_hash64(vs_vx_load_be(eth, 6) ^ (vs_vx_load_be(eth + 6, 6) << 16), h);
     }
     if (l4 && (proto == 6 || proto == 17 || proto == 132) && end - l4 >= 4) {
-        h = vs_hash64(load_be(l4, 4) | ((uint64_t) proto << 32), h);
+        h = vs_hash64(vs_vx_load_be(l4, 4) | ((uint64_t) proto << 32), h);
     } else {
         h = vs_hash64(proto, h);
     }
@@ -406,165 +345,6 @@ vs_vxlan_src_port(const struct vs_vxlan *vx, const uint8_t *frame, uint32_t len)
     return pick_src_port(vx, flow_hash(vx->seed, frame, frame + 12, frame + len));
 }
 
-/* Checks the UDP payload 'b' ('got' bytes) from VTEP address 'from' and
- * turns it into a tagged frame in 'pkt'.  Returns 0 or a drop reason. */
-static int
-decap(struct vs_vxlan *vx, const struct vs_port *port, uint8_t *b, size_t got,
-      const uint8_t *from, struct vs_pkt *pkt)
-{
-    if (got < VS_VXLAN_HLEN + VS_ETH_HLEN) {
-        return VS_C_DROP_VXLAN_SHORT;
-    }
-    if (!(b[0] & VS_VXLAN_FLAG_I)) {
-        return VS_C_DROP_VXLAN_NO_VNI_FLAG;
-    }
-    if ((b[0] & ~VS_VXLAN_FLAG_I) || b[1] || b[2] || b[3] || b[7]) {
-        return VS_C_DROP_VXLAN_RESERVED;
-    }
-    uint16_t vlan = vni_to_vlan(vx, (uint32_t) load_be(b + 4, 3));
-    if (!vlan) {
-        return VS_C_DROP_VXLAN_UNKNOWN_VNI;
-    }
-    uint32_t vtep = find_vtep(vx, from);
-    if (vx->p.learning) {
-        if (!vtep) {
-            vtep = add_vtep(vx, from, 0);   /* 0: full; forward, don't learn */
-        }
-    } else if (!vtep || !vtep_floods(&vx->vteps[vtep], vlan)) {
-        return VS_C_DROP_VXLAN_UNKNOWN_VTEP;
-    }
-    memmove(b + 4, b + VS_VXLAN_HLEN, 2 * VS_ETH_ALEN);
-    vs_put_be16(b + 16, VS_ETH_TYPE_VLAN);
-    vs_put_be16(b + 18, vlan);
-    pkt->data = b + 4;
-    pkt->len = (uint32_t) (got - VS_VXLAN_HLEN + VS_VLAN_HLEN);
-    memset(&pkt->vh, 0, sizeof pkt->vh);
-    pkt->in_vtep = (uint16_t) vtep;
-    (void) port;
-    return 0;
-}
-
-/* The sender's address in 'from' as the port's family wants it, or NULL. */
-static const uint8_t *
-from_addr(const struct vs_vxlan *vx, const struct sockaddr_storage *from)
-{
-    if (from->ss_family == AF_INET && vx->p.family == AF_INET) {
-        return (const uint8_t *) &((const struct sockaddr_in *) from)->sin_addr;
-    }
-    if (from->ss_family == AF_INET6 && vx->p.family == AF_INET6) {
-        return (const uint8_t *) &((const struct sockaddr_in6 *) from)->sin6_addr;
-    }
-    return NULL;
-}
-
-/* The segment size the kernel's UDP GRO put in 'msg''s control data, 0
- * when the datagram is a single one. */
-static uint32_t
-gro_size(struct msghdr *msg)
-{
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO
-            && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-            int size;
-            memcpy(&size, CMSG_DATA(c), sizeof size);
-            return size > 0 ? (uint32_t) size : 0;
-        }
-    }
-    return 0;
-}
-
-/* Reads up to a burst of datagrams from the port's UDP socket with one
- * recvmmsg(), decapsulates them into ctx->pkts and merges TCP runs
- * (vs_vxlan_gro.c).  Returns how many frames are left to forward; the
- * dropped ones are counted here.
- *
- * With UDP_GRO on the socket (vswitchd/ports/vxlan.py), one datagram may
- * hold up to 64 VXLAN datagrams back to back, all 'gso_size' bytes but the
- * last: each is decapsulated in place as a frame of its own.  When they
- * fill ctx->pkts and merging frees no slot, the frames so far are
- * forwarded under 'cfg' at 'now_s' before the rest are decapsulated, so
- * nothing is dropped for want of room and order is kept. */
-uint32_t
-vs_vxlan_read_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
-                    const struct vs_rxq_ref *rxq, uint32_t now_s)
-{
-    struct vs_port *port = rxq->port;
-    struct vs_vxlan *vx = port->p.vxlan;
-    struct vx_ctx *vc = &vx->ctx[ctx->index % vx->p.n_ctx];
-    struct mmsghdr msgs[VS_BURST];
-    struct iovec iovs[VS_BURST];
-    struct sockaddr_storage from[VS_BURST];
-    union {
-        struct cmsghdr align;
-        uint8_t buf[CMSG_SPACE(sizeof(int))];
-    } ctl[VS_BURST];
-
-    for (uint32_t i = 0; i < VS_BURST; i++) {
-        iovs[i].iov_base = ctx->rx_bufs + (size_t) i * VS_FRAME_MAX;
-        iovs[i].iov_len = VS_FRAME_MAX;
-        memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-        msgs[i].msg_hdr.msg_iov = &iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-        msgs[i].msg_hdr.msg_name = &from[i];
-        msgs[i].msg_hdr.msg_namelen = sizeof from[i];
-        msgs[i].msg_hdr.msg_control = ctl[i].buf;
-        msgs[i].msg_hdr.msg_controllen = sizeof ctl[i].buf;
-    }
-    int r;
-    do {
-        r = recvmmsg(rxq->fd, msgs, VS_BURST, MSG_DONTWAIT, NULL);
-    } while (r < 0 && errno == EINTR);
-    if (r <= 0) {
-        return 0;
-    }
-
-    uint32_t n = 0;
-    for (int i = 0; i < r; i++) {
-        const uint8_t *addr = from_addr(vx, &from[i]);
-        size_t total = msgs[i].msg_len;
-        size_t step = gro_size(&msgs[i].msg_hdr);
-        step = step ? step : total;
-        for (size_t off = 0; off < total || off == 0; off += step) {
-            if (n == VS_BURST) {
-                n = vs_vxlan_coalesce(ctx->pkts, n, ctx->rx_bufs);
-                if (n == VS_BURST) {
-                    vs_stat_add(&ctx->stats.frames, n);
-                    vs_forward_burst(ctx, cfg, port, n, now_s);
-                    n = 0;
-                }
-            }
-            struct vs_pkt *pkt = &ctx->pkts[n];
-            size_t got = total - off < step ? total - off : step;
-            uint8_t *b = (uint8_t *) iovs[i].iov_base + off;
-            int reason = addr ? decap(vx, port, b, got, addr, pkt)
-                              : VS_C_DROP_VXLAN_UNKNOWN_VTEP;
-            if (reason) {
-                vs_count(ctx, port->p.id, VS_C_RX_PACKETS, 1);
-                vs_count(ctx, port->p.id, VS_C_RX_BYTES, got);
-                vs_count(ctx, port->p.id, reason, 1);
-            } else {
-                vtep_count(vc, pkt->in_vtep, VS_VTEP_RX_PACKETS, 1);
-                vtep_count(vc, pkt->in_vtep, VS_VTEP_RX_BYTES, got - VS_VXLAN_HLEN);
-                n++;
-            }
-            if (!step) {
-                break;      /* an empty datagram */
-            }
-        }
-    }
-    return vs_vxlan_coalesce(ctx->pkts, n, ctx->rx_bufs);
-}
-
-/* Where a frame from 'pkt''s source is learned: at (port, VTEP), or not
- * at all without learning or without a VTEP index. */
-uint32_t
-vs_vxlan_learn_port(const struct vs_port *port, const struct vs_pkt *pkt)
-{
-    if (!port->p.vxlan->p.learning || !pkt->in_vtep) {
-        return VS_PORT_NONE;
-    }
-    return VS_MAC_AT(port->p.id, pkt->in_vtep);
-}
 
 static void
 put_vxlan_hdr(uint8_t *h, uint32_t vni)
@@ -622,8 +402,8 @@ enqueue(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
     e->iovcnt = 2;
 
     struct vx_ctx *vc = &vx->ctx[ctx->index % vx->p.n_ctx];
-    vtep_count(vc, vtep, VS_VTEP_TX_PACKETS, 1);
-    vtep_count(vc, vtep, VS_VTEP_TX_BYTES, inner_len);
+    vs_vx_vtep_count(vc, vtep, VS_VTEP_TX_PACKETS, 1);
+    vs_vx_vtep_count(vc, vtep, VS_VTEP_TX_BYTES, inner_len);
 }
 
 /* Segments are collected VS_VXLAN_HLEN bytes apart, room for the VXLAN
@@ -812,8 +592,8 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
         uint64_t sent_bytes = sent == sc.n ? bytes : (uint64_t) sent * seg_len;
         vs_count(ctx, port->p.id, VS_C_TX_PACKETS, sent);
         vs_count(ctx, port->p.id, VS_C_TX_BYTES, sent_bytes);
-        vtep_count(vc, dests[d], VS_VTEP_TX_PACKETS, sent);
-        vtep_count(vc, dests[d], VS_VTEP_TX_BYTES, sent_bytes);
+        vs_vx_vtep_count(vc, dests[d], VS_VTEP_TX_PACKETS, sent);
+        vs_vx_vtep_count(vc, dests[d], VS_VTEP_TX_BYTES, sent_bytes);
     }
 }
 
@@ -832,7 +612,7 @@ vs_vxlan_egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
         dests[n++] = pkt->out_vtep;
     } else {
         for (uint32_t i = 1; i <= n_vteps; i++) {
-            if (vtep_floods(&vx->vteps[i], pkt->vlan)) {
+            if (vs_vx_floods(&vx->vteps[i], pkt->vlan)) {
                 dests[n++] = i;
             }
         }
