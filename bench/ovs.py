@@ -19,7 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
-from proc import BenchError, Managed, run, wait_until
+from proc import BenchError, Managed, in_netns, run, wait_until
 from topology import link_exists
 
 SCHEMA_CANDIDATES = ("/usr/share/openvswitch/vswitch.ovsschema",)
@@ -33,8 +33,12 @@ def available() -> bool:
 class OvsInstance:
     """ovsdb-server + ovs-vswitchd under `workdir`; start()/stop() are symmetric."""
 
-    def __init__(self, workdir: Path, userspace_tso: bool) -> None:
+    def __init__(self, workdir: Path, userspace_tso: bool, netns: str | None = None) -> None:
         self.dir = workdir
+        # Run the daemons inside `netns` (a "host" of the VXLAN rows): the
+        # internal ports (TAPs) they create and the routes they read are
+        # that namespace's.
+        self.netns = netns
         self.userspace_tso = userspace_tso
         self.db = workdir / "conf.db"
         self.db_sock = workdir / "db.sock"
@@ -56,7 +60,7 @@ class OvsInstance:
         self.dir.mkdir(parents=True, exist_ok=True)
         run(["ovsdb-tool", "create", str(self.db), schema], 20, env=self.env)
         self.ovsdb = Managed("ovsdb-server", [
-            "ovsdb-server", str(self.db), f"--remote=punix:{self.db_sock}",
+            *self._prefix(), "ovsdb-server", str(self.db), f"--remote=punix:{self.db_sock}",
             f"--pidfile={self.dir / 'ovsdb-server.pid'}",
             f"--unixctl={self.dir / 'ovsdb-server.ctl'}",
             f"--log-file={self.dir / 'ovsdb-server.log'}", "-vconsole:off",
@@ -68,7 +72,7 @@ class OvsInstance:
                        "other_config:userspace-tso-enable=true")
         ctl = self.dir / "ovs-vswitchd.ctl"
         self.vswitchd = Managed("ovs-vswitchd", [
-            "ovs-vswitchd", f"unix:{self.db_sock}",
+            *self._prefix(), "ovs-vswitchd", f"unix:{self.db_sock}",
             f"--pidfile={self.dir / 'ovs-vswitchd.pid'}", f"--unixctl={ctl}",
             f"--log-file={self.dir / 'ovs-vswitchd.log'}", "-vconsole:off",
         ], log_path=self.dir / "ovs-vswitchd.out", env=self.env)
@@ -77,6 +81,10 @@ class OvsInstance:
         if not self.vswitchd_alive():
             raise BenchError("ovs-vswitchd exited at start-up:\n" + self._tail())
         self._check_pidfile()
+
+    def _prefix(self) -> list[str]:
+        # `ip netns exec` execs the program: the PID we hold is the daemon's.
+        return in_netns(self.netns) if self.netns else []
 
     def vswitchd_alive(self) -> bool:
         return self.vswitchd is not None and self.vswitchd.alive()
@@ -104,7 +112,11 @@ class OvsInstance:
     def add_tap_port(self, bridge: str, ifname: str) -> None:
         """A `type=tap` port: OVS creates the TAP in our namespace."""
         self.vsctl("add-port", bridge, ifname, "--", "set", "interface", ifname, "type=tap")
-        wait_until(lambda: link_exists(ifname), 10, what=f"OVS tap {ifname}")
+        wait_until(lambda: link_exists(ifname, self.netns), 10, what=f"OVS tap {ifname}")
+
+    def appctl(self, *args: str) -> str:
+        ctl = self.dir / "ovs-vswitchd.ctl"
+        return run(["ovs-appctl", "-t", str(ctl), *args], 20, env=self.env).stdout
 
     def ofport(self, ifname: str) -> int:
         """The OpenFlow port number OVS gave interface `ifname`."""

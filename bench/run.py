@@ -16,6 +16,12 @@ in vswitchd (`vsw-tap-acl*`), as nftables rules on the Linux bridge
 variant, on Open vSwitch (`ovs-tap-tso-acl*`, `ovs-tap-tso-ct*`); the
 summary prints the policy targets and what the policy costs each switch.
 
+VXLAN rows (issue 9, bench/overlay.py): two namespace-hosts over a veth
+underlay, each with its own switch and VTEP -- vswitchd (`vxlan-vsw`), the
+kernel's vxlan device + Linux bridge (`vxlan-kernel`, the reference) and
+Open vSwitch's userspace datapath with a vxlan tunnel port (`vxlan-ovs`);
+their us/frame is the CPU of both hosts' switches per delivered frame.
+
 Needs root, iperf3, ping, trafgen (netsniff-ng), for the ovs-* rows
 openvswitch-switch and for the bridge-nft* rows nft (nftables); missing
 Debian packages are installed with apt-get (without starting any service).
@@ -122,7 +128,7 @@ def measure(cfg: Config, run_no: int, args: argparse.Namespace, workdir: Path,
                 sample.tcp1 = traffic.as_dict(traffic.tcp(pairs, 1, args.duration, workdir))
                 sample.tcp4 = traffic.as_dict(traffic.tcp(pairs, 4, args.duration, workdir))
                 sample.blast64 = traffic.as_dict(traffic.blast64(
-                    src, dst, args.blast, setup.switch_pid, workdir))
+                    src, dst, args.blast, setup.cpu_pids(), workdir))
             else:
                 sample.pairs = traffic.as_dict(traffic.tcp(pairs, 1, args.duration, workdir))
             if setup.policy_loaded:
@@ -258,6 +264,13 @@ TARGETS: tuple[tuple[tuple[str, ...], str, str, str, float, str], ...] = (
      "ACL 1000 rules TCP1 >= 0.8x bridge+nftables"),
     (("vsw-tap-acl1000-stateful",), "kpps", "bridge-nft1000-stateful", "min", 0.8,
      "ACL 1000 rules 64B kpps >= 0.8x bridge+nftables"),
+    # VXLAN between two namespace-hosts (issue 9); us/frame summed over both hosts.
+    (("vxlan-vsw",), "tcp1", "vxlan-kernel", "min", 0.8,
+     "VXLAN TCP1 >= 0.8x kernel vxlan + bridge"),
+    (("vxlan-vsw",), "tcp1", "vxlan-ovs", "min", 1.5,
+     "VXLAN TCP1 >= 1.5x OVS userspace VXLAN"),
+    (("vxlan-vsw",), "us", "vxlan-ovs", "max", 1.0,
+     "VXLAN 64B us/frame < OVS userspace VXLAN"),
 )
 
 

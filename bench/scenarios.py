@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import overlay
 import policy
 from ovs import OvsInstance
 from proc import BenchError, in_netns, run
@@ -32,6 +33,7 @@ class Config:
     name: str
     family: str                  # "bridge" | "ovs" | "vswitchd" | "wire" (kernel floor)
     ports: str                   # "veth" | "tap" | "tap-tso" | "tap-nooff" | "netdev"
+    #                              | "vxlan-vsw" | "vxlan-kernel" | "vxlan-ovs" (bench/overlay.py)
     hosts: int = 2
     workers: int = 0             # vswitchd only
     ovs_match: str | None = None     # the Open vSwitch row this one is compared with
@@ -87,6 +89,12 @@ CONFIGS: tuple[Config, ...] = (
            bridge_match="bridge-nft1000"),
     Config("ovs-tap-tso-ct1000", "ovs", "tap-tso", acl_rules=1000, stateful=True,
            bridge_match="bridge-nft1000-stateful"),
+    # VXLAN between two namespace-hosts (issue 9, bench/overlay.py): the
+    # in-kernel reference is the "bridge" row of the vswitchd one.
+    Config("vxlan-vsw", "vswitchd", "vxlan-vsw", workers=1, ovs_match="vxlan-ovs",
+           bridge_match="vxlan-kernel", quick=True),
+    Config("vxlan-kernel", "bridge", "vxlan-kernel", bridge_match="vxlan-kernel", quick=True),
+    Config("vxlan-ovs", "ovs", "vxlan-ovs", bridge_match="vxlan-kernel", quick=True),
 )
 BY_NAME = {c.name: c for c in CONFIGS}
 
@@ -101,6 +109,11 @@ class Setup:
     # the measured traffic went through the rule meant to pass it).
     policy_loaded: dict[str, Any] = field(default_factory=dict)
     policy_counters: Callable[[], dict[str, Any]] | None = None
+    # More switch processes whose CPU counts (the VXLAN rows: one per host).
+    extra_pids: list[int] = field(default_factory=list)
+
+    def cpu_pids(self) -> list[int]:
+        return ([self.switch_pid] if self.switch_pid else []) + self.extra_pids
 
     def pairs(self) -> list[tuple[Host, Host]]:
         """A->B, and C->D when there are four hosts."""
@@ -124,7 +137,9 @@ def build(cfg: Config, workdir: Path, code_dir: Path) -> Iterator[Setup]:
     """Set up `cfg` under `workdir` (vswitchd from `code_dir`); tear it all down on exit."""
     with _shielded_exit(contextlib.ExitStack()) as stack:
         topo = stack.enter_context(Topology())
-        if cfg.family == "bridge" and cfg.policy:
+        if cfg.ports.startswith("vxlan-"):
+            yield overlay.build(cfg, topo, stack, workdir, code_dir)
+        elif cfg.family == "bridge" and cfg.policy:
             yield _bridge_nft(cfg, topo, workdir)
         elif cfg.family == "bridge":
             yield Setup(topo.bridge_hosts(cfg.hosts), None)

@@ -218,9 +218,10 @@ def trafgen_config(src: Host, dst: Host) -> str:
             f"udp(sp=9, dp=9), fill(0, 18) }}\n")
 
 
-def blast64(src: Host, dst: Host, duration_s: float, switch_pid: int | None,
+def blast64(src: Host, dst: Host, duration_s: float, switch_pids: list[int],
             workdir: Path, warmup_s: float = 0.7) -> BlastResult:
-    """trafgen at full rate from `src` to `dst`; forwarded kpps and switch CPU per frame."""
+    """trafgen at full rate from `src` to `dst`; forwarded kpps and switch CPU
+    per frame, summed over `switch_pids` (none: an in-kernel switch)."""
     out = BlastResult()
     cfg = workdir / "trafgen.cfg"
     cfg.write_text(trafgen_config(src, dst))
@@ -236,12 +237,12 @@ def blast64(src: Host, dst: Host, duration_s: float, switch_pid: int | None,
             return out
         rx0, = iface_counters(dst, "rx_packets")
         tx0 = sum(iface_counters(src, "tx_packets", "tx_dropped"))
-        cpu0 = cpu_seconds(switch_pid) if switch_pid else None
+        cpu0 = sum(map(cpu_seconds, switch_pids)) if switch_pids else None
         t0 = time.monotonic()
         time.sleep(duration_s)
         rx1, = iface_counters(dst, "rx_packets")
         tx1 = sum(iface_counters(src, "tx_packets", "tx_dropped"))
-        cpu1 = cpu_seconds(switch_pid) if switch_pid else None
+        cpu1 = sum(map(cpu_seconds, switch_pids)) if switch_pids else None
         t1 = time.monotonic()
     except (BenchError, OSError) as e:
         out.error = str(e)

@@ -85,8 +85,15 @@ class VswitchdInstance:
     """One daemon; start()/stop() are symmetric, stop() is safe to repeat."""
 
     def __init__(self, workdir: Path, ports: list[PortSpec], workers: int,
-                 code_dir: Path = REPO, acl_sets: AclSets | None = None) -> None:
+                 code_dir: Path = REPO, acl_sets: AclSets | None = None,
+                 netns: str | None = None, extra_toml: str = "",
+                 n_ports: int | None = None) -> None:
         self.dir = workdir
+        # The VXLAN rows: the daemon runs inside a host's namespace, with
+        # ports PortSpec cannot say (`extra_toml`, `n_ports` ports in all).
+        self.netns = netns
+        self.extra_toml = extra_toml
+        self.n_ports = len(ports) if n_ports is None else n_ports
         self.acl_sets = acl_sets
         self.code = str(code_dir)
         self.ports = ports
@@ -103,8 +110,10 @@ class VswitchdInstance:
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(render_config(self.ports, self.workers, self.socket,
-                                                  self.acl_sets))
-        self.proc = Managed("vswitchd", [sys.executable, "-m", "vswitchd.daemon",
+                                                  self.acl_sets) + "\n" + self.extra_toml)
+        # `ip netns exec` execs the daemon: the PID we hold is vswitchd's.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.proc = Managed("vswitchd", [*prefix, sys.executable, "-m", "vswitchd.daemon",
                                          "--config", str(self.config_path)],
                             log_path=self.dir / "vswitchd.log", cwd=self.code)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -117,7 +126,7 @@ class VswitchdInstance:
                 try:
                     ports = self.show()["ports"]
                     down = [p["name"] for p in ports if p.get("link") != "up"]
-                    if len(ports) == len(self.ports) and not down:
+                    if len(ports) == self.n_ports and not down:
                         return
                     last = f"ports not up: {down or 'missing'}"
                 except BenchError as e:

@@ -339,6 +339,14 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
     }
     const struct vs_port_class *cls = vs_port_class_of(port->p.kind);
     if (cls) {
+        if (__builtin_expect(ctx->observe, 0)) {
+            /* What enters the overlay is the frame untagged (the VNI says
+             * its VLAN): mirrors and captures see it so, before the class
+             * encapsulates (or segments) it. */
+            struct vs_vnet_hdr vh = pkt->vh;
+            shift_vnet_hdr(&vh, 12 - (int) pkt->inner_off);
+            observe_tx(ctx, port, pkt, &vh, pkt->data, 12);
+        }
         cls->egress(ctx, port, pkt);
         return;
     }

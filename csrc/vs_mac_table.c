@@ -296,9 +296,14 @@ vs_mac_learn(struct vs_mac_table *t, uint16_t vlan, const uint8_t *mac,
 
         if (found >= 0) {
             struct slot *s = &b->slots[found];
-            if (atomic_load_explicit(&s->port, memory_order_relaxed) == port) {
-                if (atomic_load_explicit(&s->seen_s, memory_order_relaxed)
-                    != now_s) {
+            uint32_t old_port = atomic_load_explicit(&s->port, memory_order_relaxed);
+            uint32_t seen = atomic_load_explicit(&s->seen_s, memory_order_relaxed);
+            if (seen == VS_MAC_STATIC && now_s != VS_MAC_STATIC
+                && VS_MAC_PORT(old_port) == VS_MAC_PORT(port)) {
+                return VS_LEARN_REFRESHED;  /* static: traffic does not move it */
+            }
+            if (old_port == port) {
+                if (seen != now_s) {
                     atomic_store_explicit(&s->seen_s, now_s,
                                           memory_order_relaxed);
                 }
@@ -398,9 +403,9 @@ static int
 removal_matches(const struct removal *r, const struct slot *s, uint64_t k)
 {
     if (r->aging) {
-        int32_t age = (int32_t) (r->now_s - atomic_load_explicit(
-                                                &s->seen_s, memory_order_relaxed));
-        return age >= 0 && (uint32_t) age >= r->aging_s;
+        uint32_t seen = atomic_load_explicit(&s->seen_s, memory_order_relaxed);
+        int32_t age = (int32_t) (r->now_s - seen);
+        return seen != VS_MAC_STATIC && age >= 0 && (uint32_t) age >= r->aging_s;
     }
     if (r->vlan != -1 && (int64_t) ((k >> KEY_VLAN_SHIFT) & 0xfff) != r->vlan) {
         return 0;

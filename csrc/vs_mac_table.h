@@ -76,6 +76,14 @@
 #define VS_MAC_PORT(word) ((word) & VS_MAC_PORT_MASK)
 #define VS_MAC_VTEP(word) ((word) >> 16)
 
+/* A 'now_s' of VS_MAC_STATIC installs a static entry: what a control plane
+ * (EVPN) knows, not what traffic taught.  A static entry never ages;
+ * learning on its own port id (a frame from the overlay, whichever VTEP)
+ * neither refreshes nor moves it; learning on another port moves it there
+ * and makes it an ordinary entry (a VM that arrived here: MAC mobility).
+ * vs_mac_dump() reports its 'seen_s' as VS_MAC_STATIC. */
+#define VS_MAC_STATIC 0xffffffffu
+
 /* Largest 'capacity' vs_mac_table_new() accepts (its slots take 512 MiB). */
 #define VS_MAC_CAPACITY_MAX (1u << 24)
 

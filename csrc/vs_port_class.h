@@ -18,6 +18,7 @@
 
 #include "vs_switch.h"
 
+struct vs_config;
 struct vs_ctx;
 struct vs_port;
 struct vs_pkt;
@@ -26,8 +27,11 @@ struct vs_rxq_ref;
 struct vs_port_class {
     const char *name;
     /* Reads up to VS_BURST frames from 'rxq' into ctx->pkts; returns how
-     * many.  Frames it drops itself it counts itself (rx and drop). */
-    uint32_t (*read_burst)(struct vs_ctx *, const struct vs_rxq_ref *);
+     * many.  Frames it drops itself it counts itself (rx and drop).  A
+     * class whose one read can yield more than a burst (UDP GRO) forwards
+     * full bursts itself with vs_forward_burst() under 'cfg' at 'now_s'. */
+    uint32_t (*read_burst)(struct vs_ctx *, const struct vs_config *,
+                           const struct vs_rxq_ref *, uint32_t now_s);
     /* Sends 'pkt' (classified, checksum settled) out of 'port'. */
     void (*egress)(struct vs_ctx *, struct vs_port *, struct vs_pkt *);
     /* The MAC table port word 'pkt''s source is learned at, or

@@ -1,19 +1,12 @@
 /*
- * vs_vxlan.c: VXLAN encapsulation and decapsulation (see vs_vxlan.h).
+ * vs_vxlan.c: the VTEP table, flow hashing and encapsulation of the vxlan
+ * port (see vs_vxlan.h); the receive side is vs_vxlan_rx.c, the receive
+ * offload vs_vxlan_gro.c, what they share vs_vxlan_priv.h.
  *
- * Batch semantics: a burst read from the UDP socket is decapsulated whole
- * first (bad datagrams dropped and counted here, the rest turned into
- * 802.1Q-tagged frames of their VNI's VLAN, in place), then forwarded by
- * vs_forward_burst() like a burst from a trunk port: learned, looked up,
- * delivered.  Encapsulated frames join the worker's tx list and leave with
- * one sendmmsg() at the end of the burst, frames to one VTEP in order.
- *
- * Decapsulation in place: the UDP payload lands at the start of an rx
- * buffer, [VXLAN 8][dst src 12][type ...].  Moving the 12 MAC bytes 4 bytes
- * forward leaves exactly 4 bytes for a tag in front of the inner
- * EtherType: [4 unused][dst src][8100 TCI][type ...].  No copy of the
- * payload, and the pipeline's VLAN rules apply unchanged (the port is a
- * trunk of the vni_map's VLANs without a native VLAN).
+ * Batch semantics on the way out: encapsulated frames join the worker's tx
+ * list and leave with one sendmmsg() at the end of the burst, frames to
+ * one VTEP in order; a TCP super-frame leaves at once, as UDP GSO batches
+ * of its segments (with a UDP pool) or through the tx list, flushed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,13 +23,11 @@
 #include "vs_hash.h"
 #include "vs_port_class.h"
 #include "vs_vxlan.h"
+#include "vs_vxlan_priv.h"
 #include "vs_worker.h"
 
 #define UDP_HLEN 8
 #define ENCAP_HLEN (UDP_HLEN + VS_VXLAN_HLEN)
-/* Segments of one super-frame, collected before any is sent. */
-#define SEGS_MAX 128
-#define SEG_AREA (2 * VS_FRAME_MAX)
 /* UDP GSO: at most this many segments per sendmsg() (the kernel's
  * UDP_MAX_SEGMENTS) and this many payload bytes (one IP datagram). */
 #define UDP_GSO_SEGS_MAX 64
@@ -49,37 +40,7 @@ _Static_assert(ENCAP_HLEN + 2 * VS_ETH_ALEN
                <= sizeof(((struct vs_tx_entry *) 0)->hdr),
                "a tx entry's header buffer holds UDP + VXLAN + inner MACs");
 
-struct vtep {
-    struct sockaddr_storage sa;     /* for the raw socket */
-    socklen_t sa_len;
-    struct sockaddr_storage sa_udp; /* for the UDP pool: with dstport */
-    uint8_t addr[16];
-    _Atomic int flood;
-};
-
-/* What one context owns: written by that context's thread only. */
-struct vx_ctx {
-    uint64_t counters[VS_VXLAN_VTEPS_MAX][VS_VTEP_N_COUNTERS];
-    uint8_t *seg_area;
-    uint32_t seg_off[SEGS_MAX];
-    uint32_t seg_len[SEGS_MAX];
-};
-
-struct vni_vlan {
-    uint32_t vni;
-    uint16_t vlan;
-};
-
-struct vs_vxlan {
-    struct vs_vxlan_params p;
-    uint64_t seed;
-    uint32_t n_vnis;
-    struct vni_vlan vnis[4096];     /* sorted by VNI */
-    pthread_mutex_t add_lock;       /* adding a VTEP; nothing else */
-    _Atomic uint32_t n_vteps;       /* valid indexes are 1..n_vteps */
-    struct vtep vteps[VS_VXLAN_VTEPS_MAX];
-    struct vx_ctx *ctx;             /* p.n_ctx of them */
-};
+/* The VTEP's structures: vs_vxlan_priv.h. */
 
 static int
 cmp_vni(const void *a, const void *b)
@@ -152,8 +113,8 @@ addr_len(const struct vs_vxlan *vx)
 }
 
 /* Index of the VTEP at 'addr' (4 or 16 bytes by family), 0 if unknown. */
-static uint32_t
-find_vtep(const struct vs_vxlan *vx, const uint8_t *addr)
+uint32_t
+vs_vx_find_vtep(const struct vs_vxlan *vx, const uint8_t *addr)
 {
     uint32_t n = atomic_load_explicit(&((struct vs_vxlan *) vx)->n_vteps,
                                       memory_order_acquire);
@@ -168,11 +129,11 @@ find_vtep(const struct vs_vxlan *vx, const uint8_t *addr)
 
 /* Adds the VTEP at 'addr' unless it is known; any thread.  Returns its
  * index, or 0 when the table is full. */
-static uint32_t
-add_vtep(struct vs_vxlan *vx, const uint8_t *addr, int flood)
+uint32_t
+vs_vx_add_vtep(struct vs_vxlan *vx, const uint8_t *addr, int flood)
 {
     pthread_mutex_lock(&vx->add_lock);
-    uint32_t i = find_vtep(vx, addr);
+    uint32_t i = vs_vx_find_vtep(vx, addr);
     if (!i) {
         uint32_t n = atomic_load_explicit(&vx->n_vteps, memory_order_relaxed);
         if (n + 1 < VS_VXLAN_VTEPS_MAX) {
@@ -215,7 +176,7 @@ add_vtep(struct vs_vxlan *vx, const uint8_t *addr, int flood)
 int
 vs_vxlan_add_vtep(struct vs_vxlan *vx, const uint8_t *addr, int flood)
 {
-    uint32_t i = add_vtep(vx, addr, flood);
+    uint32_t i = vs_vx_add_vtep(vx, addr, flood);
     return i ? (int) i : -ENOSPC;
 }
 
@@ -227,6 +188,36 @@ vs_vxlan_set_flood(struct vs_vxlan *vx, uint32_t vtep, int flood)
         return EINVAL;
     }
     atomic_store(&vx->vteps[vtep].flood, !!flood);
+    return 0;
+}
+
+/* Whether VTEP 't' gets VLAN 'vlan''s broadcast, multicast and unknown
+ * unicast, and may send us that VLAN's frames when learning is off. */
+int
+vs_vx_floods(const struct vtep *t, uint16_t vlan)
+{
+    struct vtep *w = (struct vtep *) t;
+    return atomic_load_explicit(&w->flood, memory_order_relaxed)
+           || (atomic_load_explicit(&w->flood_vlans[(vlan & 0xfff) >> 6],
+                                    memory_order_relaxed) >> (vlan & 63) & 1);
+}
+
+/* Puts VTEP 'vtep' in the flood list of VNI 'vni' only, or takes it out
+ * (its all-VNI flag, vs_vxlan_set_flood(), stays as it is).  0, or EINVAL
+ * for an unknown VTEP or a VNI the port does not carry. */
+int
+vs_vxlan_set_flood_vni(struct vs_vxlan *vx, uint32_t vtep, uint32_t vni, int flood)
+{
+    uint16_t vlan = vs_vx_vni_to_vlan(vx, vni);
+    if (vtep < 1 || vtep > atomic_load(&vx->n_vteps) || !vlan) {
+        return EINVAL;
+    }
+    uint64_t bit = 1ull << (vlan & 63);
+    if (flood) {
+        atomic_fetch_or(&vx->vteps[vtep].flood_vlans[vlan >> 6], bit);
+    } else {
+        atomic_fetch_and(&vx->vteps[vtep].flood_vlans[vlan >> 6], ~bit);
+    }
     return 0;
 }
 
@@ -248,7 +239,11 @@ vs_vxlan_vtep_get(const struct vs_vxlan *vx, uint32_t vtep,
     }
     out->family = vx->p.family;
     memcpy(out->addr, vx->vteps[vtep].addr, addr_len(vx));
-    out->flood = atomic_load(&((struct vs_vxlan *) vx)->vteps[vtep].flood);
+    const struct vtep *t = &vx->vteps[vtep];
+    out->flood = atomic_load(&((struct vtep *) t)->flood);
+    for (uint32_t i = 0; i < vx->n_vnis; i++) {
+        out->flood_vnis += vs_vx_floods(t, vx->vnis[i].vlan);
+    }
     for (uint32_t c = 0; c < vx->p.n_ctx; c++) {
         for (int k = 0; k < VS_VTEP_N_COUNTERS; k++) {
             out->counters[k] += __atomic_load_n(&vx->ctx[c].counters[vtep][k],
@@ -258,16 +253,16 @@ vs_vxlan_vtep_get(const struct vs_vxlan *vx, uint32_t vtep,
     return 0;
 }
 
-static void
-vtep_count(struct vx_ctx *c, uint32_t vtep, int which, uint64_t n)
+void
+vs_vx_vtep_count(struct vx_ctx *c, uint32_t vtep, int which, uint64_t n)
 {
     uint64_t *p = &c->counters[vtep][which];
     __atomic_store_n(p, *p + n, __ATOMIC_RELAXED);
 }
 
 /* The VLAN VNI 'vni' maps to, 0 if none. */
-static uint16_t
-vni_to_vlan(const struct vs_vxlan *vx, uint32_t vni)
+uint16_t
+vs_vx_vni_to_vlan(const struct vs_vxlan *vx, uint32_t vni)
 {
     uint32_t lo = 0, hi = vx->n_vnis;
     while (lo < hi) {
@@ -282,16 +277,6 @@ vni_to_vlan(const struct vs_vxlan *vx, uint32_t vni)
         }
     }
     return 0;
-}
-
-static uint64_t
-load_be(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
 }
 
 /* Hash of the flow of the untagged view of a frame: Ethernet header at
@@ -309,24 +294,24 @@ flow_hash(uint64_t seed, const uint8_t *eth, const uint8_t *type,
     uint8_t proto = 0;
 
     if (ethertype == VS_ETH_TYPE_IPV4 && end - l3 >= 20) {
-        h = vs_hash64(load_be(l3 + 12, 8), h);
+        h = vs_hash64(vs_vx_load_be(l3 + 12, 8), h);
         proto = l3[9];
         uint32_t ihl = (uint32_t) (l3[0] & 0xf) * 4;
         if (!(vs_get_be16(l3 + 6) & 0x3fff) && ihl >= 20) {
             l4 = l3 + ihl;
         }
     } else if (ethertype == VS_ETH_TYPE_IPV6 && end - l3 >= 40) {
-        h = vs_hash64(load_be(l3 + 8, 8), h);
-        h = vs_hash64(load_be(l3 + 16, 8), h);
-        h = vs_hash64(load_be(l3 + 24, 8), h);
-        h = vs_hash64(load_be(l3 + 32, 8), h);
+        h = vs_hash64(vs_vx_load_be(l3 + 8, 8), h);
+        h = vs_hash64(vs_vx_load_be(l3 + 16, 8), h);
+        h = vs_hash64(vs_vx_load_be(l3 + 24, 8), h);
+        h = vs_hash64(vs_vx_load_be(l3 + 32, 8), h);
         proto = l3[6];
         l4 = l3 + 40;
     } else {
-        return vs_hash64(load_be(eth, 6) ^ (load_be(eth + 6, 6) << 16), h);
+        return vs_hash64(vs_vx_load_be(eth, 6) ^ (vs_vx_load_be(eth + 6, 6) << 16), h);
     }
     if (l4 && (proto == 6 || proto == 17 || proto == 132) && end - l4 >= 4) {
-        h = vs_hash64(load_be(l4, 4) | ((uint64_t) proto << 32), h);
+        h = vs_hash64(vs_vx_load_be(l4, 4) | ((uint64_t) proto << 32), h);
     } else {
         h = vs_hash64(proto, h);
     }
@@ -360,110 +345,6 @@ vs_vxlan_src_port(const struct vs_vxlan *vx, const uint8_t *frame, uint32_t len)
     return pick_src_port(vx, flow_hash(vx->seed, frame, frame + 12, frame + len));
 }
 
-/* Checks the UDP payload 'b' ('got' bytes) from VTEP address 'from' and
- * turns it into a tagged frame in 'pkt'.  Returns 0 or a drop reason. */
-static int
-decap(struct vs_vxlan *vx, const struct vs_port *port, uint8_t *b, size_t got,
-      const uint8_t *from, struct vs_pkt *pkt)
-{
-    if (got < VS_VXLAN_HLEN + VS_ETH_HLEN) {
-        return VS_C_DROP_VXLAN_SHORT;
-    }
-    if (!(b[0] & VS_VXLAN_FLAG_I)) {
-        return VS_C_DROP_VXLAN_NO_VNI_FLAG;
-    }
-    if ((b[0] & ~VS_VXLAN_FLAG_I) || b[1] || b[2] || b[3] || b[7]) {
-        return VS_C_DROP_VXLAN_RESERVED;
-    }
-    uint16_t vlan = vni_to_vlan(vx, (uint32_t) load_be(b + 4, 3));
-    if (!vlan) {
-        return VS_C_DROP_VXLAN_UNKNOWN_VNI;
-    }
-    uint32_t vtep = find_vtep(vx, from);
-    if (vx->p.learning) {
-        if (!vtep) {
-            vtep = add_vtep(vx, from, 0);   /* 0: full; forward, don't learn */
-        }
-    } else if (!vtep || !atomic_load_explicit(&vx->vteps[vtep].flood,
-                                              memory_order_relaxed)) {
-        return VS_C_DROP_VXLAN_UNKNOWN_VTEP;
-    }
-    memmove(b + 4, b + VS_VXLAN_HLEN, 2 * VS_ETH_ALEN);
-    vs_put_be16(b + 16, VS_ETH_TYPE_VLAN);
-    vs_put_be16(b + 18, vlan);
-    pkt->data = b + 4;
-    pkt->len = (uint32_t) (got - VS_VXLAN_HLEN + VS_VLAN_HLEN);
-    memset(&pkt->vh, 0, sizeof pkt->vh);
-    pkt->in_vtep = (uint16_t) vtep;
-    (void) port;
-    return 0;
-}
-
-/* Reads up to a burst of datagrams from the port's UDP socket with one
- * recvmmsg() and decapsulates them into ctx->pkts.  Returns how many
- * frames are left to forward; the dropped ones are counted here. */
-uint32_t
-vs_vxlan_read_burst(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq)
-{
-    struct vs_port *port = rxq->port;
-    struct vs_vxlan *vx = port->p.vxlan;
-    struct vx_ctx *vc = &vx->ctx[ctx->index % vx->p.n_ctx];
-    struct mmsghdr msgs[VS_BURST];
-    struct iovec iovs[VS_BURST];
-    struct sockaddr_storage from[VS_BURST];
-
-    for (uint32_t i = 0; i < VS_BURST; i++) {
-        iovs[i].iov_base = ctx->rx_bufs + (size_t) i * VS_FRAME_MAX;
-        iovs[i].iov_len = VS_FRAME_MAX;
-        memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-        msgs[i].msg_hdr.msg_iov = &iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-        msgs[i].msg_hdr.msg_name = &from[i];
-        msgs[i].msg_hdr.msg_namelen = sizeof from[i];
-    }
-    int r;
-    do {
-        r = recvmmsg(rxq->fd, msgs, VS_BURST, MSG_DONTWAIT, NULL);
-    } while (r < 0 && errno == EINTR);
-    if (r <= 0) {
-        return 0;
-    }
-
-    uint32_t n = 0;
-    for (int i = 0; i < r; i++) {
-        const uint8_t *addr = NULL;
-        if (from[i].ss_family == AF_INET && vx->p.family == AF_INET) {
-            addr = (const uint8_t *) &((struct sockaddr_in *) &from[i])->sin_addr;
-        } else if (from[i].ss_family == AF_INET6 && vx->p.family == AF_INET6) {
-            addr = (const uint8_t *) &((struct sockaddr_in6 *) &from[i])->sin6_addr;
-        }
-        struct vs_pkt *pkt = &ctx->pkts[n];
-        size_t got = msgs[i].msg_len;
-        int reason = addr ? decap(vx, port, iovs[i].iov_base, got, addr, pkt)
-                          : VS_C_DROP_VXLAN_UNKNOWN_VTEP;
-        if (reason) {
-            vs_count(ctx, port->p.id, VS_C_RX_PACKETS, 1);
-            vs_count(ctx, port->p.id, VS_C_RX_BYTES, got);
-            vs_count(ctx, port->p.id, reason, 1);
-            continue;
-        }
-        vtep_count(vc, pkt->in_vtep, VS_VTEP_RX_PACKETS, 1);
-        vtep_count(vc, pkt->in_vtep, VS_VTEP_RX_BYTES, got - VS_VXLAN_HLEN);
-        n++;
-    }
-    return vs_vxlan_coalesce(ctx->pkts, n);
-}
-
-/* Where a frame from 'pkt''s source is learned: at (port, VTEP), or not
- * at all without learning or without a VTEP index. */
-uint32_t
-vs_vxlan_learn_port(const struct vs_port *port, const struct vs_pkt *pkt)
-{
-    if (!port->p.vxlan->p.learning || !pkt->in_vtep) {
-        return VS_PORT_NONE;
-    }
-    return VS_MAC_AT(port->p.id, pkt->in_vtep);
-}
 
 static void
 put_vxlan_hdr(uint8_t *h, uint32_t vni)
@@ -521,8 +402,8 @@ enqueue(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
     e->iovcnt = 2;
 
     struct vx_ctx *vc = &vx->ctx[ctx->index % vx->p.n_ctx];
-    vtep_count(vc, vtep, VS_VTEP_TX_PACKETS, 1);
-    vtep_count(vc, vtep, VS_VTEP_TX_BYTES, inner_len);
+    vs_vx_vtep_count(vc, vtep, VS_VTEP_TX_PACKETS, 1);
+    vs_vx_vtep_count(vc, vtep, VS_VTEP_TX_BYTES, inner_len);
 }
 
 /* Segments are collected VS_VXLAN_HLEN bytes apart, room for the VXLAN
@@ -532,23 +413,43 @@ struct seg_collect {
     uint32_t used;
     uint32_t n;
     int full;
+    int split;      /* headers here, payloads in the super-frame */
 };
 
-/* vs_gso_emit_fn: keeps segment 'seg' in the context's segment area. */
-static int
-collect_segment(void *arg, const uint8_t *seg, uint32_t seg_len)
+/* vs_gso_headers_fn: like place_segment(), for a segment's 'hdr_len'
+ * header bytes; its payload is remembered where it lies. */
+static uint8_t *
+place_headers(void *arg, uint32_t hdr_len, const uint8_t *payload, uint32_t n)
+{
+    struct seg_collect *sc = arg;
+    if (sc->n == SEGS_MAX || hdr_len + VS_VXLAN_HLEN > SEG_AREA - sc->used) {
+        sc->full = 1;
+        return NULL;
+    }
+    uint32_t off = sc->used + VS_VXLAN_HLEN;
+    sc->vc->seg_off[sc->n] = off;
+    sc->vc->seg_len[sc->n] = hdr_len + n;
+    sc->vc->seg_pay[sc->n] = payload;
+    sc->vc->seg_pay_len[sc->n++] = n;
+    sc->used = off + hdr_len;
+    return sc->vc->seg_area + off;
+}
+
+/* vs_gso_place_fn: where in the context's segment area the next segment
+ * ('seg_len' bytes) is built, VS_VXLAN_HLEN bytes after the previous one. */
+static uint8_t *
+place_segment(void *arg, uint32_t seg_len)
 {
     struct seg_collect *sc = arg;
     if (sc->n == SEGS_MAX || seg_len + VS_VXLAN_HLEN > SEG_AREA - sc->used) {
         sc->full = 1;
-        return 1;
+        return NULL;
     }
     uint32_t off = sc->used + VS_VXLAN_HLEN;
-    memcpy(sc->vc->seg_area + off, seg, seg_len);
     sc->vc->seg_off[sc->n] = off;
     sc->vc->seg_len[sc->n++] = seg_len;
     sc->used = off + seg_len;
-    return 0;
+    return sc->vc->seg_area + off;
 }
 
 /* Sends segments 'first'..'first + n - 1' of the area, VXLAN headers in
@@ -556,23 +457,36 @@ collect_segment(void *arg, const uint8_t *seg, uint32_t seg_len)
  * All but the last are 'seg_len' bytes long.  Returns 0 or an errno. */
 static int
 send_gso(struct vs_vxlan *vx, struct vx_ctx *vc, int fd, uint32_t vtep,
-         uint32_t first, uint32_t n, uint32_t seg_len)
+         uint32_t first, uint32_t n, uint32_t seg_len, int split)
 {
     union {
         struct cmsghdr align;
         uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
     } ctl;
-    uint32_t start = vc->seg_off[first] - VS_VXLAN_HLEN;
-    uint32_t last = first + n - 1;
-    struct iovec iov = {
-        vc->seg_area + start,
-        vc->seg_off[last] + vc->seg_len[last] - start,
-    };
+    struct iovec iov[2 * UDP_GSO_SEGS_MAX];
+    uint32_t n_iov = 0;
+    if (split) {
+        /* [VXLAN + inner headers][payload] per segment: the kernel copies
+         * the payload straight from the super-frame. */
+        for (uint32_t s = first; s < first + n; s++) {
+            uint32_t hl = vc->seg_len[s] - vc->seg_pay_len[s];
+            iov[n_iov].iov_base = vc->seg_area + vc->seg_off[s] - VS_VXLAN_HLEN;
+            iov[n_iov++].iov_len = VS_VXLAN_HLEN + hl;
+            iov[n_iov].iov_base = (void *) vc->seg_pay[s];
+            iov[n_iov++].iov_len = vc->seg_pay_len[s];
+        }
+    } else {
+        uint32_t start = vc->seg_off[first] - VS_VXLAN_HLEN;
+        uint32_t last = first + n - 1;
+        iov[0].iov_base = vc->seg_area + start;
+        iov[0].iov_len = vc->seg_off[last] + vc->seg_len[last] - start;
+        n_iov = 1;
+    }
     struct msghdr msg = {
         .msg_name = &vx->vteps[vtep].sa_udp,
         .msg_namelen = vx->vteps[vtep].sa_len,
-        .msg_iov = &iov,
-        .msg_iovlen = 1,
+        .msg_iov = iov,
+        .msg_iovlen = n_iov,
         .msg_control = ctl.buf,
         .msg_controllen = sizeof ctl.buf,
     };
@@ -630,9 +544,11 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
             return;
         }
     }
-    struct seg_collect sc = { vc, 0, 0, 0 };
-    int r = vs_gso_segment(frame, len, &vh, ctx->seg_buf, VS_FRAME_MAX,
-                           collect_segment, &sc);
+    /* With a UDP pool the segments leave as UDP GSO batches, headers and
+     * payloads as iovec pieces; the tx list (no pool) wants them whole. */
+    struct seg_collect sc = { vc, 0, 0, 0, vx->p.n_udp != 0 };
+    int r = sc.split ? vs_gso_segment_headers(frame, len, &vh, place_headers, &sc)
+                     : vs_gso_segment_placed(frame, len, &vh, place_segment, &sc);
     if (r < 0 || sc.full) {
         vs_count(ctx, port->p.id, r < 0 ? -r : VS_C_DROP_OVERSIZE, 1);
         return;
@@ -645,7 +561,11 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
         uniform &= s + 1 == sc.n || vc->seg_len[s] == vc->seg_len[0];
         bytes += vc->seg_len[s];
     }
-    if (!vx->p.n_udp || !uniform || sc.n < 2) {
+    if (sc.split && !uniform) {
+        vs_count(ctx, port->p.id, VS_C_DROP_OVERSIZE, 1);   /* not from GSO: never */
+        return;
+    }
+    if (!sc.split) {
         for (uint32_t d = 0; d < n; d++) {
             for (uint32_t s = 0; s < sc.n; s++) {
                 enqueue(ctx, port, vx, dests[d], vni, fh, NULL,
@@ -663,7 +583,7 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
         uint32_t sent = 0;
         for (uint32_t s = 0; s < sc.n; s += per_send) {
             uint32_t k = sc.n - s < per_send ? sc.n - s : per_send;
-            if (send_gso(vx, vc, fd, dests[d], s, k, seg_len)) {
+            if (send_gso(vx, vc, fd, dests[d], s, k, seg_len, sc.split)) {
                 vs_count(ctx, port->p.id, VS_C_DROP_TX_ERROR, 1);
                 break;
             }
@@ -672,8 +592,8 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_vxlan *vx,
         uint64_t sent_bytes = sent == sc.n ? bytes : (uint64_t) sent * seg_len;
         vs_count(ctx, port->p.id, VS_C_TX_PACKETS, sent);
         vs_count(ctx, port->p.id, VS_C_TX_BYTES, sent_bytes);
-        vtep_count(vc, dests[d], VS_VTEP_TX_PACKETS, sent);
-        vtep_count(vc, dests[d], VS_VTEP_TX_BYTES, sent_bytes);
+        vs_vx_vtep_count(vc, dests[d], VS_VTEP_TX_PACKETS, sent);
+        vs_vx_vtep_count(vc, dests[d], VS_VTEP_TX_BYTES, sent_bytes);
     }
 }
 
@@ -692,7 +612,7 @@ vs_vxlan_egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
         dests[n++] = pkt->out_vtep;
     } else {
         for (uint32_t i = 1; i <= n_vteps; i++) {
-            if (atomic_load_explicit(&vx->vteps[i].flood, memory_order_relaxed)) {
+            if (vs_vx_floods(&vx->vteps[i], pkt->vlan)) {
                 dests[n++] = i;
             }
         }

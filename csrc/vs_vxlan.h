@@ -41,8 +41,11 @@
  * from traffic (learning = true) by the worker that first hears them, and
  * control-plane VTEPs (EVPN) by the control thread.  An index, once given,
  * names the same address for the life of the port, so a MAC table entry
- * can never point at a recycled VTEP.  Each VTEP has a "flood" flag: the
- * head-end replication list for broadcast, multicast and unknown unicast.
+ * can never point at a recycled VTEP.  A VTEP is in the flood list (the
+ * head-end replication list for broadcast, multicast and unknown unicast)
+ * of every VNI (its "flood" flag: a static peer) or of some VNIs (one bit
+ * per VLAN: EVPN type-3 routes are per VNI).  With learning = false, only
+ * a VTEP in a VNI's flood list may send us that VNI's frames.
  *
  * Receive offload: runs of one TCP flow's segments in a burst are merged
  * into one GSO super-frame (vs_vxlan_gro.c), so a VM's TAP takes a
@@ -119,11 +122,13 @@ struct vs_vxlan_params {
 struct vs_vtep_info {
     int family;
     uint8_t addr[16];
-    int flood;
+    int flood;                  /* in every VNI's flood list */
+    uint32_t flood_vnis;        /* VNIs whose flood list it is in */
     uint64_t counters[VS_VTEP_N_COUNTERS];  /* summed over contexts */
 };
 
 struct vs_vxlan;
+struct vs_config;
 struct vs_ctx;
 struct vs_port;
 struct vs_pkt;
@@ -136,6 +141,7 @@ void vs_vxlan_free(struct vs_vxlan *);
 /* VTEPs (control thread). */
 int vs_vxlan_add_vtep(struct vs_vxlan *, const uint8_t *addr, int flood);
 int vs_vxlan_set_flood(struct vs_vxlan *, uint32_t vtep, int flood);
+int vs_vxlan_set_flood_vni(struct vs_vxlan *, uint32_t vtep, uint32_t vni, int flood);
 uint32_t vs_vxlan_n_vteps(const struct vs_vxlan *);
 int vs_vxlan_vtep_get(const struct vs_vxlan *, uint32_t vtep,
                       struct vs_vtep_info *out);
@@ -146,11 +152,12 @@ uint16_t vs_vxlan_src_port(const struct vs_vxlan *, const uint8_t *frame,
                            uint32_t len);
 
 /* The pipeline's side (vs_port_class.h; workers only). */
-uint32_t vs_vxlan_read_burst(struct vs_ctx *, const struct vs_rxq_ref *);
+uint32_t vs_vxlan_read_burst(struct vs_ctx *, const struct vs_config *,
+                             const struct vs_rxq_ref *, uint32_t now_s);
 void vs_vxlan_egress(struct vs_ctx *, struct vs_port *, struct vs_pkt *);
 uint32_t vs_vxlan_learn_port(const struct vs_port *, const struct vs_pkt *);
 /* Receive offload: merges a burst's decapsulated TCP segments into GSO
  * super-frames (vs_vxlan_gro.c); returns the frames left. */
-uint32_t vs_vxlan_coalesce(struct vs_pkt *pkts, uint32_t n);
+uint32_t vs_vxlan_coalesce(struct vs_pkt *pkts, uint32_t n, const uint8_t *bufs);
 
 #endif /* vs_vxlan.h */

@@ -21,7 +21,8 @@
  * only; anything else passes untouched.
  *
  * Frames here are as vs_vxlan.c left them: tagged ([MACs][8100 TCI][type]),
- * in rx buffers of VS_FRAME_MAX bytes each, starting 4 bytes in.
+ * in rx buffers of VS_FRAME_MAX bytes each, starting 4 bytes in, or, for
+ * the segments of a UDP GRO datagram, one after the other in one buffer.
  */
 #include <string.h>
 
@@ -40,10 +41,16 @@ struct seg {
     uint32_t payload;
     uint32_t seq;
     uint8_t flags;
+    uint32_t mss;       /* nonzero: a run merged earlier, of this gso_size */
 };
 
-/* Parses 'pkt' as a mergeable TCP/IPv4 segment with a correct checksum;
- * returns 0 (and fills 's') or -1. */
+/* Parses 'pkt' as a mergeable TCP/IPv4 segment with a correct checksum,
+ * or as a run merged here before (its virtio-net header says so: decap
+ * zeroes it, finish() sets it), whose segments were verified then and
+ * whose checksum field holds the pseudo-header sum.  A burst that fills
+ * up with a peer's UDP GRO batch is merged more than once (vs_vxlan.c):
+ * a run then grows across those passes instead of ending at each, and
+ * its bytes are summed once.  Returns 0 (and fills 's') or -1. */
 static int
 parse(const struct vs_pkt *pkt, struct seg *s)
 {
@@ -62,10 +69,18 @@ parse(const struct vs_pkt *pkt, struct seg *s)
         || (flags & ~TCP_FLAG_PSH) != TCP_FLAG_ACK) {
         return -1;
     }
-    uint32_t l4_len = pkt->len - L4_OFF;
-    uint32_t sum = vs_csum_pseudo_v4(ip + 12, ip + 16, 6, l4_len);
-    if (vs_csum_fold(vs_csum_partial(tcp, l4_len, sum)) != 0) {
-        return -1;      /* wrong (or left partial by a veth): the VM decides */
+    s->mss = 0;
+    if (pkt->vh.gso_type == VS_VNET_GSO_TCPV4) {
+        s->mss = pkt->vh.gso_size;
+        if (!s->mss || pkt->vh.hdr_len != L4_OFF + doff) {
+            return -1;
+        }
+    } else {
+        uint32_t l4_len = pkt->len - L4_OFF;
+        uint32_t sum = vs_csum_pseudo_v4(ip + 12, ip + 16, 6, l4_len);
+        if (pkt->vh.gso_type || vs_csum_fold(vs_csum_partial(tcp, l4_len, sum)) != 0) {
+            return -1;  /* wrong (or left partial by a veth): the VM decides */
+        }
     }
     s->hl = L4_OFF + doff;
     s->payload = pkt->len - s->hl;
@@ -114,9 +129,10 @@ finish(struct vs_pkt *head, const struct seg *s, uint32_t mss, uint8_t flags)
 }
 
 /* Merges runs of TCP segments among the 'n' decapsulated frames in 'pkts'
- * (see the top of the file); returns how many frames are left, in order. */
+ * (see the top of the file), all in the VS_FRAME_MAX-byte buffers from
+ * 'bufs' on; returns how many frames are left, in order. */
 uint32_t
-vs_vxlan_coalesce(struct vs_pkt *pkts, uint32_t n)
+vs_vxlan_coalesce(struct vs_pkt *pkts, uint32_t n, const uint8_t *bufs)
 {
     uint32_t out = 0;
 
@@ -124,18 +140,28 @@ vs_vxlan_coalesce(struct vs_pkt *pkts, uint32_t n)
         struct vs_pkt *head = &pkts[i];
         struct seg sh, sj;
         uint32_t j = i + 1;
+        /* A run grows in its head's buffer, which a segment of a UDP GRO
+         * datagram (vs_vxlan.c) may start well inside. */
+        uint32_t room = VS_FRAME_MAX
+                        - (uint32_t) ((size_t) (head->data - bufs) % VS_FRAME_MAX);
 
         if (!parse(head, &sh) && !(sh.flags & TCP_FLAG_PSH)) {
-            uint32_t mss = sh.payload, next = sh.seq + sh.payload, segs = 1;
+            uint32_t mss = sh.mss ? sh.mss : sh.payload;
+            uint32_t next = sh.seq + sh.payload, segs = 1;
             uint8_t flags = sh.flags;
-            uint32_t last = mss;
+            /* A merged run grows only while its last segment was whole. */
+            uint32_t last = sh.payload % mss ? sh.payload % mss : mss;
             while (j < n && last == mss && !(flags & TCP_FLAG_PSH)
                    && pkts[j].in_vtep == head->in_vtep && !parse(&pkts[j], &sj)
+                   && !sj.mss
                    && same_flow(head, &sh, &pkts[j], &sj) && sj.seq == next
                    && sj.payload <= mss
                    && head->len + sj.payload - L3_OFF <= IP_MAX
-                   && head->len + sj.payload <= VS_FRAME_MAX - 4) {
-                memcpy(head->data + head->len, pkts[j].data + sj.hl, sj.payload);
+                   && head->len + sj.payload <= room) {
+                /* memmove: with UDP GRO the segments of one datagram lie
+                 * back to back in one buffer, and the run is compacted
+                 * over the headers of the segments it swallowed. */
+                memmove(head->data + head->len, pkts[j].data + sj.hl, sj.payload);
                 head->len += sj.payload;
                 next += sj.payload;
                 last = sj.payload;

@@ -328,8 +328,14 @@ vs_ctx_poll_rxq(struct vs_ctx *ctx, const struct vs_config *cfg,
         return 0;   /* another worker is reading it: it gets the frames */
     }
     uint64_t t0 = now_ns();
+    /* Workers rate-limit on CLOCK_MONOTONIC; the control thread's
+     * context (vs_switch_poll_once()) on the caller's clock, which
+     * tests move by hand.  Set before the read: a class may forward
+     * bursts from inside it (vs_port_class.h). */
+    ctx->now_ns = ctx->index < ctx->sw->n_workers
+                  ? t0 : (uint64_t) now_s * 1000000000u;
     const struct vs_port_class *cls = vs_port_class_of(port->p.kind);
-    uint32_t n = cls ? cls->read_burst(ctx, rxq)
+    uint32_t n = cls ? cls->read_burst(ctx, cfg, rxq, now_s)
                  : port->p.kind == VS_PORT_PACKET
                  ? read_burst_packet(ctx, rxq, hl)
                  : read_burst_fd(ctx, rxq->fd, hl);
@@ -339,11 +345,6 @@ vs_ctx_poll_rxq(struct vs_ctx *ctx, const struct vs_config *cfg,
         if (n == VS_BURST) {
             vs_stat_add(&ctx->stats.batches_full, 1);
         }
-        /* Workers rate-limit on CLOCK_MONOTONIC; the control thread's
-         * context (vs_switch_poll_once()) on the caller's clock, which
-         * tests move by hand. */
-        ctx->now_ns = ctx->index < ctx->sw->n_workers
-                      ? t0 : (uint64_t) now_s * 1000000000u;
         vs_forward_burst(ctx, cfg, port, n, now_s);
         struct vs_rxq_stats *qs = &ctx->rxq_stats[port->p.id][rxq->queue];
         vs_stat_add(&qs->busy_ns, now_ns() - t0);

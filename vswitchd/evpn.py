@@ -6,9 +6,9 @@ Once a second `Evpn` reconciles three things:
    VLAN that has a VNI (withdrawn when the MAC ages out, is flushed or its
    port goes);
  - what the switch installs from received routes: type-3 originators join
-   the vxlan port's flood list (beside static `peers`), type-2 MACs become
-   remote MAC table entries at (vxlan port, VTEP), refreshed every pass so
-   they never age, removed when their route is withdrawn;
+   the flood list of the route's VNI (beside static `peers`, in all), type-2 MACs become
+   static remote MAC table entries at (vxlan port, VTEP): never aged, not
+   moved by overlay traffic, removed when their route is withdrawn;
  - gobgpd itself: in "spawn" mode vswitchd runs its own (API on 127.0.0.1
    only) and restarts it when it dies; its routes are then re-advertised
    from scratch.  Sessions use graceful restart, so the peers keep our
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vswitchd.errors import VswitchError
-from vswitchd.fastpath import mac_port, mac_vtep
+from vswitchd.fastpath import MAC_STATIC, mac_port, mac_vtep
 from vswitchd.gobgp import GobgpClient, GobgpError, ImetRoute, MacRoute
 from vswitchd.vxlan_config import EvpnConfig
 
@@ -100,7 +100,7 @@ class _State:
     advertised: dict[tuple, tuple[Any, bytes]] = field(default_factory=dict)  # key -> (route, uuid)
     changed_at: dict[tuple, float] = field(default_factory=dict)
     installed: dict[tuple[int, str], int] = field(default_factory=dict)  # (vlan, mac) -> word
-    flood: set[str] = field(default_factory=set)
+    flood: set[tuple[str, int]] = field(default_factory=set)  # (VTEP, VNI) from type-3
     # The highest sequence number seen in a remote route per (VLAN, MAC),
     # kept after the route goes: a VM that moves here often arrives after
     # its old host withdrew it, and must still win with a higher number.
@@ -278,7 +278,8 @@ class Evpn:
         received = [r for r in self.client.list_evpn() if self._imports(r)]
         remote2 = {(vlan_of[r.vni], r.mac): r for r in received
                    if isinstance(r, MacRoute) and r.neighbor and r.vni in vlan_of}
-        remote3 = {r.originator for r in received
+        # (VTEP, VNI): a type-3 route asks for one VNI's BUM traffic.
+        remote3 = {(r.originator, r.vni) for r in received
                    if isinstance(r, ImetRoute) and r.neighbor and r.vni in vlan_of
                    and r.originator != o.local_ip}
         st.received = {"type2": len(remote2), "type3": len(remote3)}
@@ -333,12 +334,13 @@ class Evpn:
         if hold_stale:
             return
         vx = o.vxlan
-        for addr in remote3 - st.flood:
-            vx.add_vtep(addr, flood=True)
-        for addr in st.flood - remote3 - o.peers:
+        # Per VNI, beside the static peers' all-VNI flag.
+        for addr, vni in remote3 - st.flood:
+            vx.set_flood_vni(vx.add_vtep(addr, flood=False), vni, True)
+        for addr, vni in st.flood - remote3:
             idx = _vtep_index(vx, addr)
             if idx:
-                vx.set_flood(idx, False)
+                vx.set_flood_vni(idx, vni, False)
         st.flood = set(remote3)
         installs: dict[tuple[int, str], int] = {}
         for (vlan, mac), r in remote2.items():
@@ -348,9 +350,12 @@ class Evpn:
         for key, word in st.installed.items():
             if installs.get(key) != word:
                 macs.flush_exact(key[0], word)  # takes others at that VTEP too: re-learned below
-        now_s = int(time.monotonic())
+        # Static entries: never aged, and traffic from the overlay cannot
+        # move them; only a frame from a local port can (a VM that moved
+        # here).  Learning an entry that is in place is a no-op, so every
+        # pass also restores one an operator's flush took away.
         for (vlan, mac), word in installs.items():
-            macs.learn(vlan, mac, word, now_s)
+            macs.learn(vlan, mac, word, MAC_STATIC)
         st.installed = installs
 
     def _may_change(self, key: tuple, now: float) -> bool:
@@ -398,7 +403,7 @@ class Evpn:
                 "sent_macs": sorted(({"vni": k[1], "mac": k[2], "seq": r.seq}
                                      for k, (r, _) in self.state.advertised.items()
                                      if k[0] == "mac"), key=lambda m: (m["vni"], m["mac"])),
-                "flood_list": sorted(self.state.flood)}
+                "flood_list": sorted({addr for addr, _ in self.state.flood})}
 
 
 def _vtep_index(vx: Any, addr: str) -> int:

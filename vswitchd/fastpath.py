@@ -29,6 +29,9 @@ MAX_PORTS: int = lib.VS_MAX_PORTS
 MAX_WORKERS: int = lib.VS_MAX_WORKERS
 MAX_QUEUES: int = lib.VS_MAX_QUEUES
 PORT_NONE: int = lib.VS_PORT_NONE
+# A MAC entry's seen_s for an entry the control plane installed (never aged,
+# not moved by overlay traffic: csrc/vs_mac_table.h).
+MAC_STATIC: int = lib.VS_MAC_STATIC
 
 COUNTER_NAMES: tuple[str, ...] = tuple(
     ffi.string(lib.vs_counter_name(i)).decode() for i in range(lib.VS_N_COUNTERS)
@@ -511,6 +514,12 @@ class Vxlan:
     def set_flood(self, index: int, flood: bool) -> None:
         _check(lib.vs_vxlan_set_flood(self.c_vxlan, index, int(flood)), f"VTEP {index}")
 
+    def set_flood_vni(self, index: int, vni: int, flood: bool) -> None:
+        """Puts VTEP ``index`` in VNI ``vni``'s flood list only, or takes it
+        out (an EVPN type-3 route is per VNI); its all-VNI flag stays."""
+        _check(lib.vs_vxlan_set_flood_vni(self.c_vxlan, index, vni, int(flood)),
+               f"VTEP {index}, VNI {vni}")
+
     def vteps(self) -> list[VtepInfo]:
         out: list[VtepInfo] = []
         info = ffi.new("struct vs_vtep_info *")
@@ -525,7 +534,7 @@ class Vxlan:
         lib.vs_vxlan_vtep_get(self._vx, i, info)
         size = 4 if info.family == socket.AF_INET else 16  # type: ignore[attr-defined]
         addr = str(ipaddress.ip_address(bytes(info.addr[0:size])))  # type: ignore[attr-defined]
-        return VtepInfo(i, addr, bool(info.flood),  # type: ignore[attr-defined]
+        return VtepInfo(i, addr, bool(info.flood or info.flood_vnis),  # type: ignore[attr-defined]
                         {name: int(info.counters[k])  # type: ignore[attr-defined]
                          for k, name in enumerate(VTEP_COUNTERS)})
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from vswitchd import vxlan_report
 from vswitchd.config import PortConfig
-from vswitchd.fastpath import DROP_REASONS, mac_port, mac_vtep
+from vswitchd.fastpath import DROP_REASONS, MAC_STATIC, mac_port, mac_vtep
 from vswitchd.ringstats import NO_RX_RING, RxRingReport
 from vswitchd.rxq import by_worker
 from vswitchd.switch import Port, VSwitch
@@ -78,7 +78,9 @@ def fdb_show(switch: VSwitch, vlan: int | None = None,
     now = int(time.monotonic())
     # A remote entry's port word also names its VTEP (csrc/vs_mac_table.h).
     rows = [{"vlan": e.vlan, "mac": e.mac, "port": names.get(mac_port(e.port), str(e.port)),
-             "age_s": max(0, now - e.seen_s),
+             # Static (installed by EVPN, csrc/vs_mac_table.h): no age.
+             "age_s": None if e.seen_s == MAC_STATIC else max(0, now - e.seen_s),
+             "static": e.seen_s == MAC_STATIC,
              "vtep": vxlan_report.vtep_address(switch, mac_port(e.port), mac_vtep(e.port))}
             for e in switch.fast.macs.dump()
             if (vlan is None or e.vlan == vlan)

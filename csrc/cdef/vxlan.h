@@ -29,6 +29,7 @@ struct vs_vtep_info {
     int family;
     uint8_t addr[16];
     int flood;
+    uint32_t flood_vnis;
     uint64_t counters[4];
 };
 
@@ -36,6 +37,7 @@ struct vs_vxlan *vs_vxlan_new(const struct vs_vxlan_params *);
 void vs_vxlan_free(struct vs_vxlan *);
 int vs_vxlan_add_vtep(struct vs_vxlan *, const uint8_t *addr, int flood);
 int vs_vxlan_set_flood(struct vs_vxlan *, uint32_t vtep, int flood);
+int vs_vxlan_set_flood_vni(struct vs_vxlan *, uint32_t vtep, uint32_t vni, int flood);
 uint32_t vs_vxlan_n_vteps(const struct vs_vxlan *);
 int vs_vxlan_vtep_get(const struct vs_vxlan *, uint32_t vtep, struct vs_vtep_info *out);
 uint16_t vs_vxlan_src_port(const struct vs_vxlan *, const uint8_t *frame, uint32_t len);

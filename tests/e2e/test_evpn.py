@@ -77,6 +77,8 @@ def test_two_vswitchd_hosts_reach_each_other_through_evpn_routes_only(
         def fdb_a() -> list[dict]:
             return [e for e in a.ctl("fdb", "show") if e["mac"] == b_mac]
         wait_for("B's VM at B's VTEP on A", lambda: [e.get("vtep") for e in fdb_a()] == [B_IP])
+        # Installed from B's type-2 route: static, so it shows no age.
+        assert [(e["static"], e["age_s"]) for e in fdb_a()] == [(True, None)]
         show = a.ctl("evpn", "show")
         assert show["routes"]["received"]["type3"] == 1
         assert show["routes"]["received"]["type2"] >= 1

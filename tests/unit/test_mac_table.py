@@ -430,3 +430,36 @@ TestMacTableModel = MacTableModel.TestCase
 TestMacTableModel.settings = settings(max_examples=150,
                                       stateful_step_count=60,
                                       deadline=None)
+
+
+def at(port: int, vtep: int) -> int:
+    return port | (vtep << 16)       # VS_MAC_AT(): a remote address behind an overlay port
+
+
+def test_a_static_entry_never_ages():
+    t = new_table(64)
+    lib.vs_mac_learn(t, 10, mac(1), at(9, 2), lib.VS_MAC_STATIC)
+    lib.vs_mac_learn(t, 10, mac(2), 3, 100)
+    assert lib.vs_mac_age(t, 100_000, 300) == 1
+    assert lib.vs_mac_lookup(t, 10, mac(1)) == at(9, 2)
+    assert dump(t)[(10, mac(1))] == (at(9, 2), lib.VS_MAC_STATIC)
+
+
+def test_overlay_traffic_neither_moves_nor_refreshes_a_static_entry():
+    t = new_table(64)
+    lib.vs_mac_learn(t, 10, mac(1), at(9, 2), lib.VS_MAC_STATIC)
+    # From the overlay, behind another VTEP of the same port, or the same one.
+    assert lib.vs_mac_learn(t, 10, mac(1), at(9, 3), 50) == lib.VS_LEARN_REFRESHED
+    assert lib.vs_mac_learn(t, 10, mac(1), at(9, 2), 50) == lib.VS_LEARN_REFRESHED
+    assert dump(t)[(10, mac(1))] == (at(9, 2), lib.VS_MAC_STATIC)
+    # The control plane itself may move it to another VTEP.
+    lib.vs_mac_learn(t, 10, mac(1), at(9, 3), lib.VS_MAC_STATIC)
+    assert lib.vs_mac_lookup(t, 10, mac(1)) == at(9, 3)
+
+
+def test_a_frame_from_a_local_port_moves_a_static_entry_and_it_ages_again():
+    t = new_table(64)
+    lib.vs_mac_learn(t, 10, mac(1), at(9, 2), lib.VS_MAC_STATIC)
+    assert lib.vs_mac_learn(t, 10, mac(1), 4, 50) == lib.VS_LEARN_MOVED     # the VM moved here
+    assert dump(t)[(10, mac(1))] == (4, 50)
+    assert lib.vs_mac_age(t, 400, 300) == 1
