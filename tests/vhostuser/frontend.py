@@ -44,6 +44,7 @@ class Options:
 
     mrg_rxbuf: bool = True
     event_idx: bool = False
+    indirect: bool = False          # INDIRECT_DESC (only the hostile driver writes tables)
     offloads: bool = False          # CSUM/GUEST_CSUM/TSO: asked for, never generated here
     reply_ack: bool = True
     queue_size: int = 256
@@ -194,6 +195,8 @@ class VirtioNetFrontend:
             want |= p.bits(Feature.NET_MRG_RXBUF)
         if o.event_idx:
             want |= p.bits(Feature.RING_EVENT_IDX)
+        if o.indirect:
+            want |= p.bits(Feature.RING_INDIRECT_DESC)
         if o.offloads:
             want |= p.bits(Feature.NET_CSUM, Feature.NET_GUEST_CSUM, Feature.NET_HOST_TSO4,
                            Feature.NET_HOST_TSO6, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6)
