@@ -125,12 +125,8 @@ class VirtioNetFrontend:
         sock.settimeout(timeout_s)
         self.chan = p.Channel(sock)
         self.neg = self._negotiate()
-        self.mem = GuestMemory(self.opts.mem_size)
-        evidx = self.neg.has(Feature.RING_EVENT_IDX)
-        self.queues = [SplitQueue(self.mem, i, self.opts.queue_size, event_idx=evidx)
-                       for i in (RXQ, TXQ)]
-        self.kick_fds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in self.queues]
-        self.call_fds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in self.queues]
+        self.allocate(self.neg.has(Feature.RING_EVENT_IDX))
+        assert self.mem is not None
         self._set(Req.SET_FEATURES, p.u64(self.neg.features))
         region = p.MemRegion(self.mem.gpa_base, self.mem.size, self.mem.va_base, 0)
         self._set(Req.SET_MEM_TABLE, p.mem_table_payload([region]), (self.mem.fd,))
@@ -148,6 +144,15 @@ class VirtioNetFrontend:
                                             | p.STATUS_FEATURES_OK | p.STATUS_DRIVER_OK))
         self.kick(RXQ)
         return self.neg
+
+    def allocate(self, event_idx: bool = False) -> None:
+        """Guest memory, both queues and their eventfds (no back end needed: unit
+        tests call this alone to look at what the driver writes)."""
+        self.mem = GuestMemory(self.opts.mem_size)
+        self.queues = [SplitQueue(self.mem, i, self.opts.queue_size, event_idx=event_idx)
+                       for i in (RXQ, TXQ)]
+        self.kick_fds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in self.queues]
+        self.call_fds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in self.queues]
 
     def setup_queue(self, q: SplitQueue, base: int = 0) -> None:
         desc, used, avail = q.addresses()
