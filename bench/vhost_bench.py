@@ -278,7 +278,7 @@ def table(samples: list[VhostSample]) -> str:
                      f"{_ratio(mpps, ceiling):>9} {_ratio(mpps, ovs_mpps):>10}")
     why = {s.config: s.errors[0].splitlines()[0] for s in samples if s.errors}
     for name, err in why.items():
-        lines.append(f"  {name}: {err}")
+        lines.append(f"  {name}: {err[:240]}{'...' if len(err) > 240 else ''}")
     return "\n".join(lines)
 
 
