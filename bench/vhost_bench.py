@@ -148,7 +148,7 @@ def ovs_dpdk_switch(workdir: Path, socks: list[Path]) -> Iterator[int]:
 
 
 def vswitchd_config(socks: list[Path], mgmt: Path) -> str:
-    lines = ["[switch]", "workers = 1", "", "[management]", f'socket = "{mgmt}"', "",
+    lines = ["[switch]", "workers = 1", f"cpus = [{SWITCH_CPU}]", "", "[management]", f'socket = "{mgmt}"', "",
              "[metrics]", 'listen = ""', ""]
     for i, s in enumerate(socks):
         lines += [f"[ports.vh{i}]", 'type = "vhostuser"', f'socket = "{s}"',
