@@ -204,3 +204,20 @@ def test_testpmd_survives_every_hostile_attack_and_serves_the_next_guest(
             assert len(fe.recv(timeout_s=5, want=20)) == 20
     finally:
         tp.stop()
+
+
+def test_reconnect_resumes_the_rings_where_they_were(need_testpmd: None, sock_path: str,
+                                                     tmp_path: Path) -> None:
+    """Same memory, same rings, SET_VRING_BASE = used idx: testpmd carries on counting."""
+    tp, fe = start_pair(sock_path, "rxonly", Options(), tmp_path)
+    try:
+        assert fe.send_all([frame(i) for i in range(300)]) == 300
+        assert tp.wait_rx(300) == 300
+        assert fe.tx_completed()
+        fe.reconnect()
+        assert fe.send_all([frame(i) for i in range(300, 600)]) == 300
+        assert tp.wait_rx(600) == 600
+        assert fe.queues[1].avail_idx == 600       # the ring was not reset
+    finally:
+        fe.close()
+        tp.stop()

@@ -121,21 +121,43 @@ class VirtioNetFrontend:
 
     def start(self, timeout_s: float = 10.0) -> Negotiated:
         """Connect (or accept), negotiate and bring both queues up."""
-        sock = _accept(self.path, timeout_s) if self.listen else _connect(self.path, timeout_s)
-        sock.settimeout(timeout_s)
-        self.chan = p.Channel(sock)
-        self.neg = self._negotiate()
+        self._open(timeout_s)
+        assert self.neg is not None
         self.allocate(self.neg.has(Feature.RING_EVENT_IDX))
-        assert self.mem is not None
-        self._set(Req.SET_FEATURES, p.u64(self.neg.features))
-        region = p.MemRegion(self.mem.gpa_base, self.mem.size, self.mem.va_base, 0)
-        self._set(Req.SET_MEM_TABLE, p.mem_table_payload([region]), (self.mem.fd,))
         # Offer rx buffers before the device can start, as a guest driver does.
         rxq = self.queues[RXQ]
         while rxq.add_buffer(writable=True, length=self.opts.rx_buf_len) is not None:
             pass
+        self._bring_up({q.index: 0 for q in self.queues})
+        return self.neg
+
+    def reconnect(self, timeout_s: float = 10.0) -> Negotiated:
+        """The back end went away (restart): connect again, keeping memory and rings.
+
+        As QEMU does after a back-end restart, each queue resumes at its used
+        index: what the old back end took but never returned is offered again."""
+        if self.chan is not None:
+            self.chan.close()
+            self.chan = None
+        self.neg = None
+        self._open(timeout_s)
+        self._bring_up({q.index: q.used_idx() for q in self.queues})
+        assert self.neg is not None
+        return self.neg
+
+    def _open(self, timeout_s: float) -> None:
+        sock = _accept(self.path, timeout_s) if self.listen else _connect(self.path, timeout_s)
+        sock.settimeout(timeout_s)
+        self.chan = p.Channel(sock)
+        self.neg = self._negotiate()
+
+    def _bring_up(self, bases: dict[int, int]) -> None:
+        assert self.mem is not None and self.neg is not None
+        self._set(Req.SET_FEATURES, p.u64(self.neg.features))
+        region = p.MemRegion(self.mem.gpa_base, self.mem.size, self.mem.va_base, 0)
+        self._set(Req.SET_MEM_TABLE, p.mem_table_payload([region]), (self.mem.fd,))
         for q in self.queues:
-            self.setup_queue(q)
+            self.setup_queue(q, bases[q.index])
         if self.neg.has(Feature.PROTOCOL_FEATURES):
             for q in self.queues:
                 self._set(Req.SET_VRING_ENABLE, p.vring_state(q.index, 1))
@@ -143,7 +165,6 @@ class VirtioNetFrontend:
             self._set(Req.SET_STATUS, p.u64(p.STATUS_ACKNOWLEDGE | p.STATUS_DRIVER
                                             | p.STATUS_FEATURES_OK | p.STATUS_DRIVER_OK))
         self.kick(RXQ)
-        return self.neg
 
     def allocate(self, event_idx: bool = False) -> None:
         """Guest memory, both queues and their eventfds (no back end needed: unit
