@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import vhost_guests
 import vhost_ovs
 import vhost_testpmd
 from proc import BenchError, Managed, run, wait_until
@@ -48,15 +49,19 @@ class VhostRow:
     name: str
     switch: str               # "testpmd" | "ovs-dpdk" | "vswitchd"
     quick: bool = True
+    load: str = "testpmd"     # "testpmd": 64-byte frames; "guests": two QEMU guests, TCP
 
 
 ROWS: tuple[VhostRow, ...] = (
     VhostRow("testpmd-vhost-io", "testpmd"),
     VhostRow("ovs-dpdk-vhost", "ovs-dpdk"),
     VhostRow("vsw-vhost", "vswitchd"),
+    VhostRow("testpmd-vhost-guests", "testpmd", quick=False, load="guests"),
+    VhostRow("vsw-vhost-guests", "vswitchd", quick=False, load="guests"),
 )
 BY_NAME = {r.name: r for r in ROWS}
 CEILING, OVS_ROW = "testpmd-vhost-io", "ovs-dpdk-vhost"
+GUESTS_REF = "testpmd-vhost-guests"
 
 
 @dataclass
@@ -67,6 +72,7 @@ class VhostSample:
     ns_per_frame: float | None = None
     cpu_pct: float | None = None
     frames: int = 0
+    tcp_gbps: float | None = None      # guest rows
     window_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -148,8 +154,8 @@ def ovs_dpdk_switch(workdir: Path, socks: list[Path]) -> Iterator[int]:
 
 
 def vswitchd_config(socks: list[Path], mgmt: Path) -> str:
-    lines = ["[switch]", "workers = 1", f"cpus = [{SWITCH_CPU}]", "", "[management]", f'socket = "{mgmt}"', "",
-             "[metrics]", 'listen = ""', ""]
+    lines = ["[switch]", "workers = 1", f"cpus = [{SWITCH_CPU}]", "",
+             "[management]", f'socket = "{mgmt}"', "", "[metrics]", 'listen = ""', ""]
     for i, s in enumerate(socks):
         lines += [f"[ports.vh{i}]", 'type = "vhostuser"', f'socket = "{s}"',
                   'socket_mode = "server"', "queues = 1", ""]
@@ -202,6 +208,10 @@ def measure(row: VhostRow, run_no: int, window_s: float, workdir: Path,
     try:
         if not vhost_testpmd.available():
             raise BenchError("dpdk-testpmd missing (apt-get install dpdk-dev)")
+        if row.load == "guests":
+            with switch(row, workdir, socks, code_dir):
+                sample.tcp_gbps = vhost_guests.tcp_between_guests(socks, workdir)
+            return sample
         with contextlib.ExitStack() as stack:
             if gen_serves:
                 gen.start(wait=False)
@@ -236,11 +246,11 @@ def measure(row: VhostRow, run_no: int, window_s: float, workdir: Path,
         for s in socks:
             with contextlib.suppress(FileNotFoundError):
                 s.unlink()
-    sample.seconds = round(time.monotonic() - t_start, 1)
-    status = f" {len(sample.errors)} error(s)" if sample.errors else ""
-    print(f" {sample.seconds:.0f} s{status}", flush=True)
-    for err in sample.errors:
-        print(f"bench:   {row.name}: {err.splitlines()[0]}", flush=True)
+        sample.seconds = round(time.monotonic() - t_start, 1)
+        status = f" {len(sample.errors)} error(s)" if sample.errors else ""
+        print(f" {sample.seconds:.0f} s{status}", flush=True)
+        for err in sample.errors:
+            print(f"bench:   {row.name}: {err.splitlines()[0]}", flush=True)
     return sample
 
 
@@ -252,7 +262,7 @@ def medians(samples: list[VhostSample]) -> dict[str, dict[str, float | None]]:
     for name in dict.fromkeys(s.config for s in samples):
         rows = [s for s in samples if s.config == name]
         med: dict[str, float | None] = {}
-        for key in ("mpps", "ns_per_frame", "cpu_pct"):
+        for key in ("mpps", "ns_per_frame", "cpu_pct", "tcp_gbps"):
             vals = [getattr(s, key) for s in rows if getattr(s, key) is not None]
             med[key] = statistics.median(vals) if vals else None
         out[name] = med
@@ -268,9 +278,18 @@ def table(samples: list[VhostSample]) -> str:
     med = medians(samples)
     ceiling = med.get(CEILING, {}).get("mpps")
     ovs_mpps = med.get(OVS_ROW, {}).get("mpps")
-    lines = [f"{'row':20} {'Mpps':>7} {'ns/frame':>9} {'cpu %':>6} {'x ceiling':>9} "
-             f"{'x OVS-DPDK':>10}"]
+    lines = []
+    if any(BY_NAME[name].load != "guests" for name in med):
+        lines.append(f"{'row':20} {'Mpps':>7} {'ns/frame':>9} {'cpu %':>6} {'x ceiling':>9} "
+                     f"{'x OVS-DPDK':>10}")
+    guests_ref = med.get(GUESTS_REF, {}).get("tcp_gbps")
     for name, m in med.items():
+        if BY_NAME[name].load == "guests":
+            gbps = m["tcp_gbps"]
+            lines.append(f"{name:20} two QEMU guests, iperf3 TCP "
+                         f"{f'{gbps:.2f}' if gbps is not None else '-'} Gbit/s, "
+                         f"x {GUESTS_REF} {_ratio(gbps, guests_ref)}")
+            continue
         mpps, nsf, cpu = m["mpps"], m["ns_per_frame"], m["cpu_pct"]
         lines.append(f"{name:20} {f'{mpps:.2f}' if mpps is not None else '-':>7} "
                      f"{f'{nsf:.0f}' if nsf is not None else '-':>9} "
