@@ -15,5 +15,6 @@
 #include "vs_capture.h"
 #include "vs_trace.h"
 #include "vs_vxlan.h"
+#include "vs_vhost.h"
 
 #endif /* vs_api.h */

@@ -56,7 +56,17 @@
     X(DROP_QOS_OUT, "qos_out", "From the VM beyond the port's max_bandwidth_out") \
     X(DROP_QOS_IN, "qos_in", "Toward the VM beyond the port's max_bandwidth_in") \
     X(DROP_MIRROR_OUTPUT, "mirror_output", "Sent by a mirror output port, which only receives copies") \
-    VS_VXLAN_DROP_REASONS(X)
+    VS_VXLAN_DROP_REASONS(X)                                               \
+    VS_VHOST_DROP_REASONS(X)
+
+/* Guest ring drops of vhost-user ports (vs_vhost.h). */
+#define VS_VHOST_DROP_REASONS(X)                                            \
+    X(DROP_VHOST_DESC_OOB, "vhost_desc_oob", "vhost-user descriptor pointing outside guest memory") \
+    X(DROP_VHOST_DESC_LOOP, "vhost_desc_loop", "vhost-user descriptor chain looping or longer than its ring") \
+    X(DROP_VHOST_DESC_BAD, "vhost_desc_bad", "vhost-user descriptor chain malformed (indirect table, direction, pieces)") \
+    X(DROP_VHOST_DESC_TOO_LONG, "vhost_desc_too_long", "vhost-user frame longer than the switch forwards") \
+    X(DROP_VHOST_RING_BROKEN, "vhost_ring_broken", "vhost-user queue stopped: its ring indices are inconsistent") \
+    X(DROP_VHOST_NO_BUFFERS, "vhost_no_buffers", "Guest receive queue full or not running")
 
 /* Decapsulation drops of vxlan ports (vs_vxlan.h). */
 #define VS_VXLAN_DROP_REASONS(X)                                            \

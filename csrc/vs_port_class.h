@@ -39,13 +39,15 @@ struct vs_port_class {
 };
 
 extern const struct vs_port_class vs_vxlan_class;
+extern const struct vs_port_class vs_vhost_class;
 
 /* The class of port kind 'kind', NULL for the built-in TAP and packet
  * socket kinds. */
 static inline const struct vs_port_class *
 vs_port_class_of(int kind)
 {
-    return kind == VS_PORT_VXLAN ? &vs_vxlan_class : NULL;
+    return kind == VS_PORT_VXLAN ? &vs_vxlan_class
+           : kind == VS_PORT_VHOST ? &vs_vhost_class : NULL;
 }
 
 /* Whether a frame that came in on a port of kind 'in_kind' must not leave

@@ -51,8 +51,9 @@ check_port_params(const struct vs_port_params *p)
 {
     if (p->id >= VS_MAX_PORTS
         || (p->kind != VS_PORT_FD && p->kind != VS_PORT_PACKET
-            && p->kind != VS_PORT_VXLAN)
+            && p->kind != VS_PORT_VXLAN && p->kind != VS_PORT_VHOST)
         || (p->kind == VS_PORT_VXLAN) != (p->vxlan != NULL)
+        || (p->kind == VS_PORT_VHOST) != (p->vhost != NULL)
         || (p->mode != VS_MODE_ACCESS && p->mode != VS_MODE_TRUNK)
         || p->n_queues < 1 || p->n_queues > VS_MAX_QUEUES
         || (p->vnet_hdr_len != 0 && p->vnet_hdr_len != VS_VNET_HDR_LEN

@@ -45,6 +45,7 @@ enum vs_port_kind {
     VS_PORT_FD = 0,       /* one frame per read()/write(): TAP queues */
     VS_PORT_PACKET = 1,   /* datagram sockets, batched recvmmsg()/sendmmsg() */
     VS_PORT_VXLAN = 2,    /* a VTEP: UDP socket in, raw socket out (vs_vxlan.h) */
+    VS_PORT_VHOST = 3,    /* a VM's virtqueues in shared memory (vs_vhost.h) */
 };
 
 enum vs_port_mode {
@@ -59,6 +60,7 @@ struct vs_acl_sessions;
 /* Sessions the switch's stateful ACL table holds unless told otherwise. */
 #define VS_ACL_SESSIONS_DEFAULT 262144
 struct vs_vxlan;
+struct vs_vhost;
 
 /* A port as the control plane describes it.  Copied into the config. */
 struct vs_port_params {
@@ -77,6 +79,9 @@ struct vs_port_params {
     struct vs_ring *rings[VS_MAX_QUEUES];
     /* Vxlan ports: the VTEP (vs_vxlan.h), owned by the caller like rings. */
     struct vs_vxlan *vxlan;
+    /* Vhost-user ports: the running device (vs_vhost.h), owned by the
+     * caller like rings; its queues' kick eventfds are the fds. */
+    struct vs_vhost *vhost;
     uint32_t vnet_hdr_len;      /* 0, 10 or 12 */
     int offload_csum;           /* egress may carry partial checksums */
     int offload_tso;            /* egress may carry TCP GSO super-frames */

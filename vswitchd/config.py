@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from vswitchd import vxlan_config
+from vswitchd import vhost_config, vxlan_config
 from vswitchd.acl_config import (
     DEFAULT_ACTIONS,
     POLICY_PORT_KEYS,
@@ -69,19 +69,20 @@ from vswitchd.mirror_config import MirrorConfig, check_ports_kept, parse_mirrors
 from vswitchd.vxlan_config import VxlanConfig
 
 ALL_VLANS: tuple[tuple[int, int], ...] = ((VLAN_MIN, VLAN_MAX),)
-PORT_TYPES = ("tap", "netdev", "vxlan")
+PORT_TYPES = ("tap", "netdev", "vxlan", "vhostuser")
 PORT_MODES = ("access", "trunk")
 # [switch] fields a running daemon cannot change: workers and their CPUs are
 # fixed at start, and the MAC table has a fixed capacity.
 RESTART_FIELDS = ("workers", "cpus", "mac_table_size", "acl_sessions")
 # PortConfig fields that can only change by closing and reopening the port.
-RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring", "vxlan")
+RECREATE_FIELDS = ("type", "ifname", "netns", "queues", "persist", "rx_ring", "vxlan", "vhost")
 
 _SECTIONS = ("switch", "management", "metrics", "acls", "ports", "mirrors", "evpn")
 PORT_KEYS = ("type", "ifname", "queues", "netns", "mode", "vlan", "vlans",
               "native_vlan", "persist", "mtu", "offload", "allowed_macs", "max_macs", "rx_ring",
               "dhcp_guard", "router_guard", "broadcast_pps", "multicast_pps",
-              "unknown_unicast_pps", *POLICY_PORT_KEYS) + vxlan_config.VXLAN_KEYS
+              "unknown_unicast_pps", *POLICY_PORT_KEYS) + vxlan_config.VXLAN_KEYS \
+    + vhost_config.VHOST_KEYS
 OFFLOAD_KEYS = ("csum", "tso")
 MODE_ONLY = {"vlan": "access", "vlans": "trunk", "native_vlan": "trunk"}
 _TAP_ONLY = ("netns", "persist")
@@ -134,6 +135,7 @@ class PortConfig:
     max_bandwidth_in: int | None = None    # bit/s toward the VM
     max_burst: int | None = None           # bucket depth in bytes; None: default
     vxlan: VxlanConfig | None = None        # type "vxlan" only (vswitchd/vxlan_config.py)
+    vhost: vhost_config.VhostConfig | None = None  # type "vhostuser" only
 
     def allows_vlan(self, vid: int) -> bool:
         """Whether frames of VLAN `vid` may enter or leave this port."""
@@ -170,6 +172,8 @@ class PortConfig:
         if self.mtu is not None:
             out["mtu"] = self.mtu
         out["offload"] = {"csum": self.offload.csum, "tso": self.offload.tso}
+        if self.vhost is not None:
+            out.update(self.vhost.to_dict())
         if self.allowed_macs:
             out["allowed_macs"] = list(self.allowed_macs)
         for key in GUARD_BOOL_KEYS:
@@ -367,7 +371,7 @@ def parse_port(name: str, table: object, path: str = "ports") -> PortConfig:
     base = f"{path}.{name}"
     t = check_keys(table, base, PORT_KEYS)
     if "type" not in t:
-        raise err(f"{base}.type", "required key is missing (one of tap, netdev, vxlan)")
+        raise err(f"{base}.type", "required key is missing (one of tap, netdev, vxlan, vhostuser)")
     type_ = one_of(PORT_TYPES)(t["type"], f"{base}.type")
     if type_ == "vxlan":
         vx = vxlan_config.parse(t, base)
@@ -378,6 +382,7 @@ def parse_port(name: str, table: object, path: str = "ports") -> PortConfig:
     for key in vxlan_config.VXLAN_KEYS:
         if key in t:
             raise err(f"{base}.{key}", f'not allowed for type "{type_}" (only for type "vxlan")')
+    vhost = vhost_config.parse(t, base, type_)
     mode = get_key(t, base, "mode", "access", one_of(PORT_MODES))
     for key in _TAP_ONLY:
         if key in t and type_ != "tap":
@@ -419,6 +424,7 @@ def parse_port(name: str, table: object, path: str = "ports") -> PortConfig:
         max_bandwidth_out=get_key(t, base, "max_bandwidth_out", None, bandwidth),
         max_bandwidth_in=get_key(t, base, "max_bandwidth_in", None, bandwidth),
         max_burst=get_key(t, base, "max_burst", None, byte_size),
+        vhost=vhost,
     )
 
 

@@ -17,7 +17,7 @@ import socket
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vswitchd._fastpath import ffi, lib
 from vswitchd.errors import VswitchError
@@ -86,12 +86,16 @@ class PortParams:
     max_burst_bytes: int = 0
     # Vxlan ports (kind "vxlan"): their VTEP, owned by the port.
     vxlan: Vxlan | None = None
+    # Vhost-user ports (kind "vhost"): the running device, a
+    # fastpath_vhost.Vhost owned by the port.
+    vhost: Any = None
 
     def to_c(self) -> object:
         p = ffi.new("struct vs_port_params *")
         p.id = self.id
         p.kind = _PORT_KINDS.get(self.kind, lib.VS_PORT_FD)
         p.vxlan = self.vxlan.c_vxlan if self.vxlan is not None else ffi.NULL
+        p.vhost = self.vhost.c_vhost if self.vhost is not None else ffi.NULL
         p.mode = lib.VS_MODE_TRUNK if self.mode == "trunk" else lib.VS_MODE_ACCESS
         p.access_vlan = self.access_vlan
         p.native_vlan = self.native_vlan
@@ -135,7 +139,8 @@ class PortParams:
         return p
 
 
-_PORT_KINDS = {"fd": lib.VS_PORT_FD, "packet": lib.VS_PORT_PACKET, "vxlan": lib.VS_PORT_VXLAN}
+_PORT_KINDS = {"fd": lib.VS_PORT_FD, "packet": lib.VS_PORT_PACKET, "vxlan": lib.VS_PORT_VXLAN,
+               "vhost": lib.VS_PORT_VHOST}
 
 
 def mac_port(word: int) -> int:

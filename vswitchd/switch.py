@@ -39,6 +39,7 @@ from vswitchd.ports import (
     NetdevPort,
     PortIO,
     TapPort,
+    VhostUserPort,
     VxlanPort,
     in_netns,
     netns_exists,
@@ -57,7 +58,7 @@ class Port:
 
     cfg: PortConfig
     id: int
-    backend: TapPort | NetdevPort | VxlanPort
+    backend: TapPort | NetdevPort | VxlanPort | VhostUserPort
     io: PortIO
     link_up: bool = False
     # Packet ports: their rx path and ring counters as last read by the
@@ -69,7 +70,7 @@ class Port:
     def params(self) -> PortParams:
         return PortParams(
             id=self.id, fds=tuple(self.io.fds), rings=self.io.rings, kind=self.io.kind,
-            vxlan=self.io.vxlan,
+            vxlan=self.io.vxlan, vhost=self.io.vhost,
             mode=self.cfg.mode,
             access_vlan=self.cfg.vlan, native_vlan=self.cfg.native_vlan or 0,
             allowed=self.cfg.vlans, up=self.link_up, vnet_hdr_len=self.io.vnet_hdr_len,
@@ -87,10 +88,11 @@ def online_cpus() -> list[int]:
 
 def open_backend(pc: PortConfig,
                  inherited_fds: list[int] | None = None
-                 ) -> tuple[TapPort | NetdevPort | VxlanPort, PortIO]:
-    backend: TapPort | NetdevPort | VxlanPort = (
+                 ) -> tuple[TapPort | NetdevPort | VxlanPort | VhostUserPort, PortIO]:
+    backend: TapPort | NetdevPort | VxlanPort | VhostUserPort = (
         TapPort(pc, inherited_fds) if pc.type == "tap"
-        else VxlanPort(pc) if pc.type == "vxlan" else NetdevPort(pc))
+        else VxlanPort(pc) if pc.type == "vxlan"
+        else VhostUserPort(pc) if pc.type == "vhostuser" else NetdevPort(pc))
     return backend, backend.open()
 
 
@@ -316,7 +318,9 @@ class VSwitch:
     def _register(self, port: Port) -> None:
         port.id = self._free_id()
         self.ports[port.cfg.name] = port
-        if port.cfg.type != "vxlan":    # no interface to follow: up while open
+        if isinstance(port.backend, VhostUserPort):
+            port.backend.on_change = lambda: self._on_vhost(port.cfg.name)
+        elif port.cfg.type != "vxlan":    # no interface to follow: up while open
             self._linkmon.watch(port.cfg.name, port.cfg.ifname, port.cfg.netns, self._on_link)
         log.info("port %s (%s %s) attached as id %d, link %s", port.cfg.name, port.cfg.type,
                  port.cfg.ifname, port.id, "up" if port.link_up else "down")
@@ -410,8 +414,22 @@ class VSwitch:
             # A port that goes down forgets its hosts, as a physical port does.
             self.fast.macs.flush(port=port.id)
 
+    def _on_vhost(self, name: str) -> None:
+        """A vhost-user port's device started, changed or stopped
+        (vswitchd/ports/vhostuser.py): publish it, or its absence."""
+        port = self.ports.get(name)
+        if port is None or not isinstance(port.backend, VhostUserPort):
+            return
+        port.io = port.backend.io
+        port.link_up = port.backend.read_link_state()
+        self._publish()
+        if not port.link_up:
+            self.fast.macs.flush(port=port.id)
+
     def _publish(self) -> None:
-        ports = sorted(self.ports.values(), key=lambda p: p.id)
+        # A port without queues (a vhost-user port with no running device)
+        # is left out of the snapshot until it has some.
+        ports = sorted((p for p in self.ports.values() if p.io.fds), key=lambda p: p.id)
         queues = [(p.cfg.name, q) for p in ports for q in range(len(p.io.fds))]
         load = self.load.rxq_load if self.config.switch.rxq_assign == "cycles" else None
         self.rxq = assign(queues, self.n_workers, previous=self.rxq, load=load)

@@ -14,6 +14,7 @@ struct vs_ring;
 struct vs_acl;
 #define VS_ACL_SESSIONS_DEFAULT ...
 struct vs_vxlan;
+struct vs_vhost;
 
 struct vs_port_params {
     uint32_t id;
@@ -27,6 +28,7 @@ struct vs_port_params {
     int fds[16];
     struct vs_ring *rings[16];
     struct vs_vxlan *vxlan;
+    struct vs_vhost *vhost;
     uint32_t vnet_hdr_len;
     int offload_csum;
     int offload_tso;

@@ -189,7 +189,7 @@ def test_int_where_bool_expected_is_rejected():
 
 def test_missing_type_is_required():
     assert port_error({"vlan": 3}) == (
-        "ports.vm1.type: required key is missing (one of tap, netdev, vxlan)")
+        "ports.vm1.type: required key is missing (one of tap, netdev, vxlan, vhostuser)")
 
 
 def test_vlan_on_trunk_port_is_not_allowed():

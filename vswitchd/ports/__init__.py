@@ -10,6 +10,7 @@ from vswitchd.ports.linkmon import LinkMonitor
 from vswitchd.ports.netdev import NetdevPort
 from vswitchd.ports.netns import in_netns, netns_exists, netns_path
 from vswitchd.ports.tap import TapPort
+from vswitchd.ports.vhostuser import VhostUserPort
 from vswitchd.ports.vxlan import VxlanPort
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "NetdevPort",
     "PortIO",
     "TapPort",
+    "VhostUserPort",
     "VxlanPort",
     "in_netns",
     "netns_exists",

@@ -23,7 +23,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST, nlmsgerr
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK
@@ -64,6 +64,7 @@ class PortIO:
     mac: str
     rings: tuple[Ring | None, ...] = ()
     vxlan: Vxlan | None = None      # kind "vxlan": the port's VTEP
+    vhost: Any = None               # kind "vhost": its running fastpath_vhost.Vhost
 
 
 class LinkState(enum.Enum):
