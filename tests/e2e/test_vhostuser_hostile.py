@@ -147,9 +147,12 @@ def grown(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 def test_hostile_guest_is_counted_and_other_ports_keep_forwarding(rig: Rig,
                                                                  attack: Attack) -> None:
     tag = 1000 + ATTACKS.index(attack)
-    before = rig.drops()
     with VirtioNetFrontend(rig.socks["hostile"], Options(indirect=True)) as fe:
         fe.start(timeout_s=15)
+        # The port's counters start again from zero when a guest connects:
+        # the baseline is taken once this guest's device runs.
+        rig.daemon.wait_ports_up("hostile", timeout_s=10)
+        before = rig.drops()
         attack.run(fe)
         if attack.needs_rx_traffic:
             # Something for the switch to write into the bad rx buffers.
