@@ -27,6 +27,10 @@ APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc cla
                 libvirt-clients
 APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool nft gobgpd vtysh \
              qemu-system-x86_64 libvirtd virsh
+# dpdk-dev ships dpdk-testpmd: the real vhost-user back end the test front end
+# (tests/vhostuser) is checked against, and the load generator of the vhost bench rows.
+APT_PACKAGES += dpdk-dev
+APT_TOOLS += dpdk-testpmd
 
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/cdef/*.h) csrc/build_fastpath.py
 FASTPATH := vswitchd/_fastpath.cpython-311-x86_64-linux-gnu.so

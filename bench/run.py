@@ -22,6 +22,11 @@ kernel's vxlan device + Linux bridge (`vxlan-kernel`, the reference) and
 Open vSwitch's userspace datapath with a vxlan tunnel port (`vxlan-ovs`);
 their us/frame is the CPU of both hosts' switches per delivered frame.
 
+vhost-user rows (issue 12, bench/vhost_bench.py): 64-byte frames circulating
+between two vhost-user ports, driven by one dpdk-testpmd, through testpmd
+itself (the ceiling), Open vSwitch-DPDK and vswitchd: forwarded Mpps and
+switch CPU ns per frame, with ratios.
+
 Needs root, iperf3, ping, trafgen (netsniff-ng), for the ovs-* rows
 openvswitch-switch and for the bridge-nft* rows nft (nftables); missing
 Debian packages are installed with apt-get (without starting any service).
@@ -48,6 +53,7 @@ from typing import Any
 import ovs
 import scenarios
 import traffic
+import vhost_bench
 import vswitchd_runner
 from proc import BenchError, run
 from scenarios import BY_NAME, CONFIGS, Config
@@ -391,11 +397,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def select(args: argparse.Namespace) -> list[Config]:
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in names if n not in BY_NAME]
+        unknown = [n for n in names if n not in BY_NAME and n not in vhost_bench.BY_NAME]
         if unknown:
             raise SystemExit(f"bench: unknown configuration(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(BY_NAME)}")
-        return [BY_NAME[n] for n in names]
+                             f"known: {', '.join([*BY_NAME, *vhost_bench.BY_NAME])}")
+        return [BY_NAME[n] for n in names if n in BY_NAME]
     return [c for c in CONFIGS if c.quick or not args.quick]
 
 
@@ -416,11 +422,17 @@ def main(argv: list[str] | None = None) -> int:
         for c in CONFIGS:
             print(f"{c.name:26} {c.family:8} {c.ports:9} hosts={c.hosts} "
                   f"{'quick' if c.quick else ''}")
+        for r in vhost_bench.ROWS:
+            print(f"{r.name:26} {'vhost':8} {r.switch:9} {'quick' if r.quick else ''}")
         return 0
     if os.geteuid() != 0:
         print("bench: needs root (namespaces, TAPs, bridges)", file=sys.stderr)
         return 2
     configs = select(args)
+    only = [n.strip() for n in args.only.split(",") if n.strip()]
+    vhost_rows = vhost_bench.select(only, args.quick)
+    if vhost_rows:
+        vhost_bench.ensure_packages(vhost_rows)
     missing = ensure_tools(any(c.family == "ovs" for c in configs),
                            any(c.family == "bridge" and c.acl_rules for c in configs))
     if "ovs-vswitchd" in missing:
@@ -437,10 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     info = machine()
     samples: list[Sample] = []
+    vhost_samples: list[vhost_bench.VhostSample] = []
     interrupted = False
     with tempfile.TemporaryDirectory(prefix="vsb-") as tmp:
         code_dir = Path(tmp) / "code"
-        if any(c.family == "vswitchd" for c in configs):
+        if any(c.family == "vswitchd" for c in configs) or \
+                any(r.switch == "vswitchd" for r in vhost_rows):
             try:
                 info.update(vswitchd_runner.snapshot(code_dir))
             except BenchError as e:
@@ -452,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
                     workdir = Path(tmp) / f"r{run_no}-{i}-{cfg.name}"
                     workdir.mkdir()
                     samples.append(measure(cfg, run_no, args, workdir, code_dir))
+                for i, row in enumerate(vhost_rows):
+                    workdir = Path(tmp) / f"r{run_no}-v{i}-{row.name}"
+                    workdir.mkdir()
+                    vhost_samples.append(vhost_bench.measure(row, run_no, args.blast,
+                                                             workdir, code_dir))
         except KeyboardInterrupt:
             interrupted = True
             print("\nbench: interrupted; everything created has been removed", flush=True)
@@ -461,11 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{info['date']}  {info['nproc']} CPUs  Linux {info['kernel']}  "
           f"vswitchd {info.get('git', '-')} (fastpath {info.get('fastpath_sha256', '-')[:12]})  "
           f"runs={args.runs} iperf3 -t {args.duration}  64B window {args.blast:g} s")
-    print(table(med))
-    print("\n2x1 = two concurrent single-stream pairs (A->B + C->D), total. "
-          "us/frame and cpu % = switch process CPU during the 64B test (n/a: in-kernel). "
-          "xOVS/xBR = ratio to the matching Open vSwitch / Linux bridge row. "
-          "steal % = CPU time the hypervisor took during the row (noise gauge).")
+    if med:
+        print(table(med))
+        print("\n2x1 = two concurrent single-stream pairs (A->B + C->D), total. "
+              "us/frame and cpu % = switch process CPU during the 64B test (n/a: in-kernel). "
+              "xOVS/xBR = ratio to the matching Open vSwitch / Linux bridge row. "
+              "steal % = CPU time the hypervisor took during the row (noise gauge).")
     if goals:
         print("\nTargets:\n" + format_targets(goals))
     floors = format_floors(med)
@@ -477,6 +497,16 @@ def main(argv: list[str] | None = None) -> int:
         print("\nPort policy (bench/policy.py: N-1 rules that never match ahead of the one "
               "that passes the traffic; against the same switch without a policy):\n"
               + policy_lines)
+    if vhost_samples:
+        print(f"\nvhost-user (64-byte frames circulating between two vhost-user ports, one "
+              f"testpmd with two virtio_user ports in io mode, "
+              f"{vhost_bench.BURSTS_IN_FLIGHT}x{vhost_bench.vhost_testpmd.BURST} frames in "
+              f"flight per port; generator on CPU {vhost_bench.GEN_CPU}, switch on CPU "
+              f"{vhost_bench.SWITCH_CPU}; ns/frame = switch CPU time / frames forwarded; "
+              f"x ceiling = Mpps / {vhost_bench.CEILING}):\n" + vhost_bench.table(vhost_samples))
+        vgoals = vhost_bench.targets(vhost_samples, med.get("vsw-tap-w1", {}).get("us"))
+        if vgoals:
+            print("vhost-user targets (vsw-vhost):\n" + "\n".join(vgoals))
     failures = [s for s in samples if s.errors]
     if failures:
         print("\nErrors:")
@@ -485,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  run {s.run} {s.config}: {err.splitlines()[0]}")
     if args.json_path:
         doc = {"machine": info, "args": vars(args), "samples": [vars(s) for s in samples],
-               "median": med, "targets": goals, "interrupted": interrupted}
+               "median": med, "targets": goals, "interrupted": interrupted,
+               "vhost_samples": vhost_bench.as_dicts(vhost_samples),
+               "vhost_median": vhost_bench.medians(vhost_samples)}
         Path(args.json_path).write_text(json.dumps(doc, indent=2) + "\n")
         print(f"\nbench: raw results in {args.json_path}")
     return 130 if interrupted else 0

@@ -95,10 +95,16 @@ vs_virtq_setup(struct vs_virtq *vq, const struct vs_vmem *m,
     vq->mrg = !!(features & (1ull << VS_VIRTIO_NET_F_MRG_RXBUF));
     vq->hdr_len = (vq->mrg || (features & (1ull << VS_VIRTIO_F_VERSION_1)))
                   ? VS_VNET_HDR_MRG_LEN : VS_VNET_HDR_LEN;
-    vq->last_avail = v->last_avail;
-    /* What the guest sees as used is where we go on: after a reconnect
-     * every chain we took was also returned (we never hold one). */
+    /* What the guest sees as used is where we go on.  We never hold a
+     * chain (each is returned in the poll that took it), so the used index
+     * is our last avail index too; a front end that says otherwise in
+     * SET_VRING_BASE (DPDK's virtio_user says 0 when a backend reconnects,
+     * its rings running on) is overruled, as DPDK's vhost library does. */
     vq->used_idx = load16(&vq->used[1]);
+    vq->last_avail = v->last_avail;
+    if (vq->last_avail != vq->used_idx) {
+        vq->last_avail = vq->used_idx;
+    }
     return 0;
 }
 

@@ -49,7 +49,7 @@ class Testpmd:
                "--file-prefix", prefix, "-l", cores, "--log-level", "user1,7"]
         for v in vdevs:
             cmd += ["--vdev", v]
-        cmd += ["--", "-i", "--total-num-mbufs", "32768", "--no-lsc-interrupt", *extra]
+        cmd += ["--", "-i", "--total-num-mbufs", "32768", *extra]
         self._out: list[str] = []
         self._lock = threading.Lock()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -180,6 +180,8 @@ class VhostUserPort:
                 log.info("%s: front end disconnected", self.name)
                 self._drop_connection()
                 return
+            log.debug("%s: %s %s fds=%d", self.name, msg.name(), msg.payload[:16].hex(),
+                      len(msg.fds))
             reply = session.handle(msg)
             if reply is not None:
                 conn.sendall(reply)
