@@ -152,7 +152,19 @@ def format_show(result: dict[str, Any]) -> str:
     lines += [_ring_line(p) for p in result["ports"] if p.get("rx_ring_stats")]
     lines += [f'port {p["name"]}: attached_by = "{p["attached_by"]}"'
               for p in result["ports"] if p.get("attached_by")]
+    lines += [_vhost_line(p) for p in result["ports"] if p.get("vhost")]
     return "\n".join(lines)
+
+
+def _vhost_line(port: dict[str, Any]) -> str:
+    """One line per vhost-user port: socket, connection, queues, features."""
+    v = port["vhost"]
+    feats = ",".join(v["features"]) or "-"
+    proto = ",".join(v["protocol_features"]) or "-"
+    broken = ", BROKEN (a queue was stopped: see vhost_ring_broken)" if v["broken"] else ""
+    return (f"vhost-user {port['name']}: {v['socket']} ({v['socket_mode']}), {v['state']}, "
+            f"queues {v['queues']}/{v['max_queues']}, features {feats}, "
+            f"protocol {proto}{broken}")
 
 
 # What an operator looks at first: is the ring carrying frames, is the

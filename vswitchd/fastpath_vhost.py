@@ -63,20 +63,22 @@ class Vhost:
         self._keep = p
 
     @classmethod
-    def over_buffer(cls, features: int, gpa: int, buf: object,
-                    vrings: Sequence[VringSpec]) -> Vhost:
-        """A device over `buf` (a cffi char buffer) at guest address `gpa`,
-        no mmap: for tests."""
-        p = _params(features, [(gpa, len(buf), gpa, 0, -1)], vrings)  # type: ignore[arg-type]
+    def over_memory(cls, features: int, gpa: int, size: int,
+                    vrings: Sequence[VringSpec]) -> tuple[Vhost, memoryview]:
+        """A device over `size` bytes of our own memory standing for the
+        guest's, at guest (and front-end) address `gpa`, no mmap; returns it
+        and a view of that memory.  For tests."""
+        buf = ffi.new("uint8_t[]", size)
+        p = _params(features, [(gpa, size, gpa, 0, -1)], vrings)
         err = ffi.new("int *")
-        ptr = lib.vs_vhost_new_unmapped(p, ffi.cast("uint8_t *", buf), err)
+        ptr = lib.vs_vhost_new_unmapped(p, buf, err)
         if ptr == ffi.NULL:
             raise FastpathError(f"vhost: rings refused (errno {err[0]})")
         self = cls.__new__(cls)
         self._vh = ptr
         self.n_qp = len(vrings) // 2
         self._keep = (p, buf)
-        return self
+        return self, memoryview(ffi.buffer(buf))  # type: ignore[arg-type]
 
     @property
     def c_vhost(self) -> object:

@@ -214,6 +214,10 @@ def _port_labels(port: Any) -> list[str]:
     return [port.cfg.name, port.cfg.ifname, port.cfg.type]
 
 
+# vhost-user connection states (vswitchd/ports/vhostuser.py).
+VHOST_STATES = ("listening", "connecting", "connected", "running")
+
+
 def _port_families(rows: list[_PortRow]) -> list[Metric]:
     traffic = {c: CounterMetricFamily(port_metric_name(c), COUNTER_HELP[c], labels=PORT_LABELS)
                for c in TRAFFIC_COUNTERS if c not in POLICY_TRAFFIC_COUNTERS}
@@ -224,16 +228,23 @@ def _port_families(rows: list[_PortRow]) -> list[Metric]:
                            labels=("port",))
     queues = GaugeMetricFamily(f"{NS}_port_queues", "Number of rx/tx queue pairs of the port",
                                labels=("port",))
+    vhost = GaugeMetricFamily(
+        f"{NS}_port_vhost_state", "vhost-user ports: 1 for the connection's state (one of "
+        + ", ".join(VHOST_STATES) + "), 0 for the others", labels=("port", "state"))
     for port, counters, _ in rows:
         cfg = port.cfg
         labels = _port_labels(port)
+        state = getattr(getattr(port, "backend", None), "state", None)
+        if cfg.type == "vhostuser" and state:
+            for s in VHOST_STATES:
+                vhost.add_metric([cfg.name, s], 1 if s == state else 0)
         for c, family in traffic.items():
             family.add_metric(labels, counters[c])
         for reason in DROP_REASONS:
             drops.add_metric([cfg.name, reason], counters[reason])
         up.add_metric([cfg.name], 1 if port.link_up else 0)
         queues.add_metric([cfg.name], len(port.io.fds))
-    return [*traffic.values(), drops, up, queues, *_ring_families(rows)]
+    return [*traffic.values(), drops, up, queues, vhost, *_ring_families(rows)]
 
 
 def ring_metric_name(counter: str) -> str:

@@ -56,6 +56,9 @@ def show(switch: VSwitch) -> dict[str, Any]:
         ports.append(_port_row(port.cfg, "up" if port.link_up else "down", len(port.io.fds),
                                {"csum": port.io.offload_csum, "tso": port.io.offload_tso},
                                counters, drops, port.rx_ring))
+        status = getattr(port.backend, "status", None)
+        if callable(status):        # vhost-user: socket, connection, features
+            ports[-1]["vhost"] = status()
     for pc in switch.lost.values():
         ports.append(_port_row(pc, "absent", pc.queues,
                                {"csum": pc.offload.csum, "tso": pc.offload.tso},

@@ -138,6 +138,12 @@ def test_testpmd_two_queue_pairs_forward(daemon: Factory, testpmd, sockdir: Path
     while d.port("vm1")["queues"] < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert d.port("vm1")["queues"] == 2 and d.port("vm2")["queues"] == 2
+    v = d.port("vm1")["vhost"]
+    assert v["state"] == "running" and v["queues"] == 2 and v["max_queues"] == 2
+    assert {"version_1", "mq", "mrg_rxbuf"} <= set(v["features"])
+    assert {"mq", "reply_ack"} <= set(v["protocol_features"])
+    text = d.ctl_raw("show").stdout
+    assert f"vhost-user vm1: {sockdir}/vm1.sock (server), running, queues 2/2" in text
     check_counters(d, circulate(tp, 2.0))
 
 

@@ -1,6 +1,6 @@
 """The libFuzzer targets in tests/fuzz/, as regression tests.
 
-Builds fuzz_pipeline and fuzz_gso (clang, libFuzzer, ASan, UBSan) against
+Builds fuzz_pipeline, fuzz_gso and fuzz_vhost (clang, libFuzzer, ASan, UBSan) against
 the real csrc/, replays every saved corpus input and every crash kept in
 tests/fuzz/crashes/ (a crash stays there as a regression test once its bug
 is fixed), then fuzzes each target for a bounded time.  Skipped when clang
@@ -19,7 +19,7 @@ import pytest
 
 FUZZ = pathlib.Path(__file__).resolve().parents[1] / "fuzz"
 RUN_SH = FUZZ / "run.sh"
-TARGETS = ("pipeline", "gso")
+TARGETS = ("pipeline", "gso", "vhost")
 FUZZ_SECONDS = 25
 # Same limits as run.sh: a frame of 64 KiB plus headers, ASan's appetite.
 LIBFUZZER_ARGS = ["-max_len=70000", "-rss_limit_mb=2048", "-timeout=60"]
