@@ -263,14 +263,14 @@ gso_parse(const uint8_t *frame, uint32_t len, const struct vs_vnet_hdr *vh,
  * -VS_C_DROP_OVERSIZE if 'scratch_len' cannot hold the largest segment. */
 static int gso_cut(const uint8_t *frame, uint32_t len, const struct vs_vnet_hdr *vh,
                    uint8_t *scratch, uint32_t scratch_len, vs_gso_emit_fn emit,
-                   vs_gso_place_fn place, vs_gso_headers_fn headers, void *ctx);
+                   vs_gso_place_fn place, void *ctx);
 
 int
 vs_gso_segment(const uint8_t *frame, uint32_t len,
                const struct vs_vnet_hdr *vh, uint8_t *scratch,
                uint32_t scratch_len, vs_gso_emit_fn emit, void *ctx)
 {
-    return gso_cut(frame, len, vh, scratch, scratch_len, emit, NULL, NULL, ctx);
+    return gso_cut(frame, len, vh, scratch, scratch_len, emit, NULL, ctx);
 }
 
 /* Segments like vs_gso_segment(), but builds each segment where 'place'
@@ -284,20 +284,7 @@ vs_gso_segment_placed(const uint8_t *frame, uint32_t len,
                       const struct vs_vnet_hdr *vh, vs_gso_place_fn place,
                       void *ctx)
 {
-    return gso_cut(frame, len, vh, NULL, 0, NULL, place, NULL, ctx);
-}
-
-/* Segments like vs_gso_segment_placed(), but builds only each segment's
- * headers where 'headers' says (called with 'ctx', the headers' length and
- * the segment's payload, which stays where it is in 'frame'): for a caller
- * that sends headers and payload as two pieces of an iovec, so the payload
- * is never copied in userspace.  The checksums cover both. */
-int
-vs_gso_segment_headers(const uint8_t *frame, uint32_t len,
-                       const struct vs_vnet_hdr *vh, vs_gso_headers_fn headers,
-                       void *ctx)
-{
-    return gso_cut(frame, len, vh, NULL, 0, NULL, NULL, headers, ctx);
+    return gso_cut(frame, len, vh, NULL, 0, NULL, place, ctx);
 }
 
 /* Both of the above: with 'place', segments are built where it says;
@@ -305,7 +292,7 @@ vs_gso_segment_headers(const uint8_t *frame, uint32_t len,
 static int
 gso_cut(const uint8_t *frame, uint32_t len, const struct vs_vnet_hdr *vh,
         uint8_t *scratch, uint32_t scratch_len, vs_gso_emit_fn emit,
-        vs_gso_place_fn place, vs_gso_headers_fn headers, void *ctx)
+        vs_gso_place_fn place, void *ctx)
 {
     struct gso_layout lay;
     uint32_t payload, mss, nseg, addr_sum, seq0, i;
@@ -327,8 +314,7 @@ gso_cut(const uint8_t *frame, uint32_t len, const struct vs_vnet_hdr *vh,
 
     mss = vh->gso_size;
     payload = lay.end - lay.hdr_len;
-    if (!place && !headers
-        && scratch_len < lay.hdr_len + (payload < mss ? payload : mss)) {
+    if (!place && scratch_len < lay.hdr_len + (payload < mss ? payload : mss)) {
         return -VS_C_DROP_OVERSIZE;
     }
     nseg = payload ? (payload + mss - 1) / mss : 1;
@@ -355,7 +341,7 @@ gso_cut(const uint8_t *frame, uint32_t len, const struct vs_vnet_hdr *vh,
 
     /* Headers once; every field patched below is patched in every
      * segment, so nothing carries over from the previous one. */
-    if (!place && !headers) {
+    if (!place) {
         memcpy(scratch, frame, lay.hdr_len);
     }
     for (i = 0; i < nseg; i++) {
@@ -366,9 +352,8 @@ gso_cut(const uint8_t *frame, uint32_t len, const struct vs_vnet_hdr *vh,
         uint8_t *seg = scratch;
         uint16_t csum;
 
-        const uint8_t *pay = frame + lay.hdr_len + pay_off;
-        if (place || headers) {
-            seg = place ? place(ctx, seg_len) : headers(ctx, lay.hdr_len, pay, n);
+        if (place) {
+            seg = place(ctx, seg_len);
             if (!seg) {
                 return (int) i;
             }
@@ -376,9 +361,7 @@ gso_cut(const uint8_t *frame, uint32_t len, const struct vs_vnet_hdr *vh,
         }
         uint8_t *l3 = seg + lay.l3_off;
         uint8_t *l4 = seg + lay.l4_off;
-        if (!headers) {
-            memcpy(seg + lay.hdr_len, pay, n);
-        }
+        memcpy(seg + lay.hdr_len, frame + lay.hdr_len + pay_off, n);
 
         if (lay.is_ipv6) {
             vs_put_be16(l3 + 4, (uint16_t) (seg_len - lay.l3_off - 40));
@@ -410,21 +393,14 @@ gso_cut(const uint8_t *frame, uint32_t len, const struct vs_vnet_hdr *vh,
             l4[13] = flags;
             vs_put_be16(l4 + TCP_CSUM_OFFSET, 0);
         }
-        if (headers) {
-            /* The L4 header's length is even (TCP: 4 * doff; UDP: 8), so
-             * the payload's sum joins it at an even offset. */
-            uint32_t pay_sum = vs_csum_partial(pay, n, addr_sum + l4_len);
-            csum = vs_csum_fold(vs_csum_partial(l4, lay.hdr_len - lay.l4_off, pay_sum));
-        } else {
-            csum = vs_csum_fold(vs_csum_partial(l4, l4_len, addr_sum + l4_len));
-        }
+        csum = vs_csum_fold(vs_csum_partial(l4, l4_len, addr_sum + l4_len));
         if (lay.is_udp && !csum) {
             csum = 0xffff;
         }
         vs_put_be16(l4 + (lay.is_udp ? UDP_CSUM_OFFSET : TCP_CSUM_OFFSET),
                     csum);
 
-        if (!place && !headers && emit(ctx, seg, seg_len)) {
+        if (!place && emit(ctx, seg, seg_len)) {
             return (int) i;
         }
     }

@@ -32,11 +32,6 @@ typedef int (*vs_gso_emit_fn)(void *ctx, const uint8_t *seg, uint32_t seg_len);
 /* Called once per segment by vs_gso_segment_placed(): where to build the
  * next 'seg_len'-byte segment, or NULL to stop. */
 typedef uint8_t *(*vs_gso_place_fn)(void *ctx, uint32_t seg_len);
-/* Called once per segment by vs_gso_segment_headers(): where to build the
- * next segment's 'hdr_len' header bytes, whose payload is 'payload_len'
- * bytes at 'payload', or NULL to stop. */
-typedef uint8_t *(*vs_gso_headers_fn)(void *ctx, uint32_t hdr_len,
-                                      const uint8_t *payload, uint32_t payload_len);
 
 /* Checking. */
 int vs_vnet_hdr_check(const struct vs_vnet_hdr *vh, const uint8_t *frame,
@@ -49,9 +44,6 @@ int vs_gso_segment(const uint8_t *frame, uint32_t len,
 int vs_gso_segment_placed(const uint8_t *frame, uint32_t len,
                           const struct vs_vnet_hdr *vh, vs_gso_place_fn place,
                           void *ctx);
-int vs_gso_segment_headers(const uint8_t *frame, uint32_t len,
-                           const struct vs_vnet_hdr *vh, vs_gso_headers_fn headers,
-                           void *ctx);
 
 /* IP length of each segment a TSO-capable port would cut 'frame' into. */
 int vs_gso_seg_l3_len(const uint8_t *frame, uint32_t len,

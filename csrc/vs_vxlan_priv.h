@@ -40,10 +40,6 @@ struct vx_ctx {
     uint8_t *seg_area;
     uint32_t seg_off[SEGS_MAX];
     uint32_t seg_len[SEGS_MAX];
-    /* With a UDP pool only the segments' headers are in the area and
-     * their payloads stay in the super-frame (place_headers()). */
-    const uint8_t *seg_pay[SEGS_MAX];
-    uint32_t seg_pay_len[SEGS_MAX];
 };
 
 struct vni_vlan {
