@@ -18,10 +18,12 @@ PREFIX ?= /opt/vswitchd
 # gobgpd and golang-github-osrg-gobgp-dev: the EVPN control plane and the
 # .proto files its Python stubs are generated from (vswitchd/gobgp_build.py);
 # frr: the other side of the EVPN interop test.
+# dpdk-dev: dpdk-testpmd, the virtio_user guest of the vhost-user tests.
 APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc clang \
                 libclang-rt-14-dev prometheus libpcap0.8 libpcap-dev nftables gobgpd \
-                golang-github-osrg-gobgp-dev frr
-APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool nft gobgpd vtysh
+                golang-github-osrg-gobgp-dev frr dpdk-dev
+APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool nft gobgpd vtysh \
+             dpdk-testpmd
 
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/cdef/*.h) csrc/build_fastpath.py
 FASTPATH := vswitchd/_fastpath.cpython-311-x86_64-linux-gnu.so
@@ -88,7 +90,7 @@ asan: venv  ## unit tests against a fast path built with AddressSanitizer + UBSa
 	  UBSAN_OPTIONS=halt_on_error=1 $(PY) -m pytest -q tests/unit $(PYTEST_ARGS); \
 	  rc=$$?; rm -f $(FASTPATH); $(MAKE) build; exit $$rc
 
-fuzz: deps  ## libFuzzer on the frame path and the GSO code, 10 min each (tests/fuzz)
+fuzz: deps  ## libFuzzer on the frame path, the GSO code and the vhost rings, 10 min each (tests/fuzz)
 	tests/fuzz/run.sh all $${FUZZ_S:-600}
 
 soak: deps build  ## a long soak: traffic while ports churn, then check for leaks (SOAK_S=600)
