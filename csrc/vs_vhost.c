@@ -191,6 +191,11 @@ vs_vhost_read_burst(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq)
     int32_t lens[VS_BURST];
 
     if (atomic_load_explicit(&vq->broken, memory_order_relaxed)) {
+        /* Stopped for good: swallow the guest's kicks, or level-triggered
+         * epoll would hand us the queue forever. */
+        uint64_t junk;
+        ssize_t r = read(vq->kick_fd, &junk, sizeof junk);
+        (void) r;
         return 0;
     }
     uint32_t got = vs_virtq_dequeue(&vh->mem, vq, VS_BURST, ctx->rx_hdrs,

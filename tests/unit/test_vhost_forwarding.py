@@ -137,3 +137,21 @@ def test_super_frame_to_a_guest_is_whole_with_tso_and_segmented_without(
             assert h.counters(2)["segmented"] == 1
     finally:
         vm.close()
+
+
+def test_broken_guest_ring_stops_its_queue_and_other_ports_forward(h: Harness) -> None:
+    h.add(3, vnet_hdr_len=12, offload_csum=True, offload_tso=True)
+    vm = Vm(h, tso=True)
+    try:
+        vm.put(16384 + 4096 + 2, struct.pack("=H", NUM + 5))    # avail idx a ring ahead
+        os.eventfd_write(vm.kick, 1)
+        h.run()
+        assert h.counters(2)["vhost_ring_broken"] == 1
+        assert vm.dev.broken()
+        frame = tcp(TAP, "02:00:00:00:00:0c", 50)
+        got = h.inject(1, frame, vnet())
+        assert got[3] == [vnet() + frame]
+        h.run()
+        assert h.counters(2)["vhost_ring_broken"] == 1             # counted once
+    finally:
+        vm.close()
