@@ -27,8 +27,9 @@ APT_PACKAGES := iproute2 iputils-ping iperf3 ethtool tcpdump netsniff-ng gcc cla
                 libvirt-clients
 APT_TOOLS := ip ping iperf3 ethtool tcpdump trafgen gcc clang promtool nft gobgpd vtysh \
              qemu-system-x86_64 libvirtd virsh
-# dpdk-dev ships dpdk-testpmd: the real vhost-user back end the test front end
-# (tests/vhostuser) is checked against, and the load generator of the vhost bench rows.
+# dpdk-dev ships dpdk-testpmd: the virtio_user guest of the vhost-user tests, the
+# real back end the test front end (tests/vhostuser) is checked against, and the
+# load generator of the vhost bench rows.
 APT_PACKAGES += dpdk-dev
 APT_TOOLS += dpdk-testpmd
 
@@ -100,7 +101,7 @@ asan: venv  ## unit tests against a fast path built with AddressSanitizer + UBSa
 	  UBSAN_OPTIONS=halt_on_error=1 $(PY) -m pytest -q tests/unit $(PYTEST_ARGS); \
 	  rc=$$?; rm -f $(FASTPATH); $(MAKE) build; exit $$rc
 
-fuzz: deps  ## libFuzzer on the frame path and the GSO code, 10 min each (tests/fuzz)
+fuzz: deps  ## libFuzzer on the frame path, the GSO code and the vhost rings, 10 min each (tests/fuzz)
 	tests/fuzz/run.sh all $${FUZZ_S:-600}
 
 soak: deps build  ## a long soak: traffic while ports churn, then check for leaks (SOAK_S=600)

@@ -164,6 +164,10 @@ vs_tx_flush(struct vs_ctx *ctx)
     struct mmsghdr msgs[VS_TX_PENDING];
     uint8_t sent[VS_TX_PENDING];
 
+    if (ctx->n_vhost_pending) {
+        vs_vhost_flush(ctx);
+    }
+
     memset(sent, 0, ctx->n_tx);
     for (uint32_t i = 0; i < ctx->n_tx; i++) {
         if (sent[i]) {

@@ -191,6 +191,11 @@ vs_vhost_read_burst(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq)
     int32_t lens[VS_BURST];
 
     if (atomic_load_explicit(&vq->broken, memory_order_relaxed)) {
+        /* Stopped for good: swallow the guest's kicks, or level-triggered
+         * epoll would hand us the queue forever. */
+        uint64_t junk;
+        ssize_t r = read(vq->kick_fd, &junk, sizeof junk);
+        (void) r;
         return 0;
     }
     uint32_t got = vs_virtq_dequeue(&vh->mem, vq, VS_BURST, ctx->rx_hdrs,
@@ -250,6 +255,50 @@ put_hdr(uint8_t *out, const struct vs_vnet_hdr *vh)
     out[10] = out[11] = 0;
 }
 
+static void
+lock_vq(struct vs_virtq *vq)
+{
+    int expected = 0;
+    while (!atomic_compare_exchange_weak_explicit(&vq->lock, &expected, 1,
+                                                  memory_order_acquire,
+                                                  memory_order_relaxed)) {
+        expected = 0;
+    }
+}
+
+/* Remembers that this burst wrote into 'vq'; returns 0 when the list is
+ * full (the caller publishes at once). */
+static int
+note_pending(struct vs_ctx *ctx, struct vs_virtq *vq)
+{
+    for (uint32_t i = 0; i < ctx->n_vhost_pending; i++) {
+        if (ctx->vhost_pending[i] == vq) {
+            return 1;
+        }
+    }
+    if (ctx->n_vhost_pending == VS_VHOST_PENDING) {
+        return 0;
+    }
+    ctx->vhost_pending[ctx->n_vhost_pending++] = vq;
+    return 1;
+}
+
+/* Shows the guests what this burst wrote into their RX queues and
+ * interrupts those that asked: called by vs_tx_flush() at the end of
+ * every burst, before the worker's quiescent point (the queues' memory is
+ * live until then). */
+void
+vs_vhost_flush(struct vs_ctx *ctx)
+{
+    for (uint32_t i = 0; i < ctx->n_vhost_pending; i++) {
+        struct vs_virtq *vq = ctx->vhost_pending[i];
+        lock_vq(vq);
+        vs_virtq_publish_used(vq, vq->published);
+        atomic_store_explicit(&vq->lock, 0, memory_order_release);
+    }
+    ctx->n_vhost_pending = 0;
+}
+
 /* Enqueues one frame ('iov' after the header slot iov[0]) on 'port''s
  * guest RX queue for this worker, counting the outcome. */
 static void
@@ -264,13 +313,11 @@ send_frame(struct vs_ctx *ctx, struct vs_port *port, struct iovec *iov,
         return;
     }
     iov[0].iov_len = vq->hdr_len;
-    int expected = 0;
-    while (!atomic_compare_exchange_weak_explicit(&vq->lock, &expected, 1,
-                                                  memory_order_acquire,
-                                                  memory_order_relaxed)) {
-        expected = 0;
-    }
+    lock_vq(vq);
     int r = vs_virtq_enqueue(&vh->mem, vq, iov, n);
+    if (!r && !note_pending(ctx, vq)) {
+        vs_virtq_publish_used(vq, vq->published);   /* no room to defer */
+    }
     atomic_store_explicit(&vq->lock, 0, memory_order_release);
     if (r) {
         vs_count(ctx, port->p.id, r, 1);
@@ -438,5 +485,7 @@ vs_vhost_test_enqueue(struct vs_vhost *vh, uint32_t vring, const uint8_t *frame,
     struct iovec iov[2] = {
         { hdr, vq->hdr_len }, { (void *) (frame + vq->hdr_len), len - vq->hdr_len },
     };
-    return vs_virtq_enqueue(&vh->mem, vq, iov, 2);
+    int r = vs_virtq_enqueue(&vh->mem, vq, iov, 2);
+    vs_virtq_publish_used(vq, vq->published);
+    return r;
 }

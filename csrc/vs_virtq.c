@@ -6,8 +6,8 @@
  * chain to the used ring at once (length 0: we wrote nothing) and
  * publishes the used index once for the batch.  vs_virtq_enqueue() writes
  * one frame over one chain (or, with MRG_RXBUF, as many chains as it
- * needs) and publishes it at once: the guest may take it while we write
- * the next.
+ * needs); the caller publishes the used index (vs_virtq_publish_used())
+ * once for all the frames of a burst.
  *
  * Memory ordering (virtio 1.x 2.7.13): the avail index is loaded with
  * acquire before the entries it covers are read; used entries are written
@@ -100,7 +100,7 @@ vs_virtq_setup(struct vs_virtq *vq, const struct vs_vmem *m,
      * is our last avail index too; a front end that says otherwise in
      * SET_VRING_BASE (DPDK's virtio_user says 0 when a backend reconnects,
      * its rings running on) is overruled, as DPDK's vhost library does. */
-    vq->used_idx = load16(&vq->used[1]);
+    vq->used_idx = vq->published = load16(&vq->used[1]);
     vq->last_avail = v->last_avail;
     if (vq->last_avail != vq->used_idx) {
         vq->last_avail = vq->used_idx;
@@ -223,6 +223,7 @@ vs_virtq_publish_used(struct vs_virtq *vq, uint16_t old)
     if (vq->used_idx == old) {
         return;
     }
+    vq->published = vq->used_idx;
     store16(&vq->used[1], vq->used_idx);
     atomic_thread_fence(memory_order_seq_cst);
     if (vq->call_fd >= 0 && need_call(vq, old)) {
@@ -327,7 +328,7 @@ scatter(const struct iovec *dst, uint32_t n_dst, const struct iovec *src,
 
 /* Writes one frame, the pieces 'src' (the first the virtio-net header,
  * vq->hdr_len bytes, whose num_buffers this fills in), into guest RX
- * queue 'vq' and publishes it.  Returns 0 or the drop reason; a frame
+ * queue 'vq', not yet visible to the guest.  Returns 0 or the drop reason; a frame
  * that cannot be written whole leaves the rings as they were. */
 int
 vs_virtq_enqueue(const struct vs_vmem *m, struct vs_virtq *vq,
@@ -392,7 +393,7 @@ vs_virtq_enqueue(const struct vs_vmem *m, struct vs_virtq *vq,
         start = ends[b];
     }
     vq->last_avail = (uint16_t) (vq->last_avail + n_bufs);
-    vs_virtq_publish_used(vq, old_used);
+    (void) old_used;    /* published by the caller, once per burst */
     return 0;
 }
 

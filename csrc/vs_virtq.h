@@ -76,6 +76,7 @@ struct vs_virtq {
     uint32_t hdr_len;           /* 12 (VERSION_1 or MRG_RXBUF) or 10 */
     uint16_t last_avail;        /* next avail entry to take */
     uint16_t used_idx;          /* next used entry to fill (shadow) */
+    uint16_t published;         /* used index the guest was last shown */
     int notify_on;              /* guest TX: we asked for kicks */
     _Atomic int broken;
     _Atomic int lock;           /* guest RX: one writer at a time */

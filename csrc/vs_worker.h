@@ -118,6 +118,12 @@ struct vs_ctx {
 
     struct vs_tx_entry tx[VS_TX_PENDING];
     uint32_t n_tx;
+    /* Guest RX virtqueues written this burst whose used index is not yet
+     * published: vs_tx_flush() publishes them (vs_vhost.c), one fence and
+     * at most one interrupt per queue per burst instead of per frame. */
+#define VS_VHOST_PENDING 16
+    void *vhost_pending[VS_VHOST_PENDING];
+    uint32_t n_vhost_pending;
 
     /* Per-port counters: this ctx is the only writer. */
     uint64_t (*counters)[VS_N_COUNTERS];
@@ -187,6 +193,7 @@ int vs_ctx_poll_rxq(struct vs_ctx *, const struct vs_config *,
 void vs_forward_burst(struct vs_ctx *, const struct vs_config *,
                       struct vs_port *in, uint32_t n, uint32_t now_s);
 void vs_tx_flush(struct vs_ctx *);
+void vs_vhost_flush(struct vs_ctx *);     /* vs_vhost.c */
 void vs_forward_held(struct vs_ctx *, const struct vs_config *, struct vs_pkt *,
                      int slot, const uint32_t *ids, uint32_t n_ids);
 

@@ -244,7 +244,9 @@ def _port_families(rows: list[_PortRow]) -> list[Metric]:
             drops.add_metric([cfg.name, reason], counters[reason])
         up.add_metric([cfg.name], 1 if port.link_up else 0)
         queues.add_metric([cfg.name], len(port.io.fds))
-    return [*traffic.values(), drops, up, queues, vhost, *_ring_families(rows)]
+    # The vhost family only where there are vhost-user ports.
+    return [*traffic.values(), drops, up, queues, *([vhost] if vhost.samples else []),
+            *_ring_families(rows)]
 
 
 def ring_metric_name(counter: str) -> str:

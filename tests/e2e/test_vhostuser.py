@@ -233,3 +233,27 @@ def test_restart_in_client_mode_resumes_forwarding(daemon: Factory, testpmd,
     print(f"vhost client-mode restart: gap {gap:.2f} s (stop + start took "
           f"{t_started - t_stop:.2f} s)")
     assert gap < 10
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_guest_costs_the_switch_no_cpu_and_a_busy_one_is_polled(
+        daemon: Factory, testpmd, sockdir: Path) -> None:
+    """Interrupt mode: with both front ends connected and silent, the
+    worker sleeps on the kick eventfds (notifications on); once frames
+    flow it polls the rings and every frame still gets through."""
+    d = daemon(vhost_ports(sockdir), switch=SWITCH)
+    tp = testpmd([vdev(0, str(sockdir / "vm1.sock")), vdev(1, str(sockdir / "vm2.sock"))])
+    tp.ready()
+    wait_running(d, "vm1", "vm2")
+    assert d.proc is not None
+    time.sleep(0.5)
+    c0 = cpu_s(d.proc.pid)
+    time.sleep(3.0)
+    idle = cpu_s(d.proc.pid) - c0
+    print(f"idle vswitchd with two connected vhost-user front ends: {idle:.2f} s CPU in 3 s")
+    assert idle < 0.3, f"idle vswitchd used {idle:.2f} s of CPU in 3 s"
+    check_counters(d, circulate(tp, 1.5))

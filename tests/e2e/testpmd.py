@@ -46,7 +46,7 @@ class Testpmd:
                  extra: tuple[str, ...] = (), log_path: str | None = None) -> None:
         # stdbuf: testpmd printf()s, and stdout is a pipe (block-buffered).
         cmd = ["stdbuf", "-o0", TESTPMD, "--no-huge", "-m", "512", "--no-pci",
-               "--file-prefix", prefix, "-l", cores, "--log-level", "user1,7"]
+               "--file-prefix", prefix, "-l", *cores.split(), "--log-level", "user1,7"]
         for v in vdevs:
             cmd += ["--vdev", v]
         cmd += ["--", "-i", "--total-num-mbufs", "32768", *extra]

@@ -9,7 +9,7 @@
 #   run.sh --merge [TARGET|all]  minimize corpus/TARGET + work/TARGET back into
 #                                corpus/TARGET (-merge=1)
 #
-# TARGET is pipeline or gso.  Exit status is nonzero if any target crashed.
+# TARGET is pipeline, gso or vhost.  Exit status is nonzero if any target crashed.
 # Environment: CC (default clang); VS_FUZZ_CSRC=DIR builds against another
 # copy of csrc (e.g. `git archive HEAD csrc` while csrc is mid-edit); FUZZ_JOBS=N fuzzes each target with
 # -fork=N -ignore_crashes=1 (keeps going after a crash, N processes).
@@ -22,7 +22,7 @@ BIN="$HERE/bin"
 WORK="$HERE/work"
 CRASHES="$HERE/crashes"
 CC="${CC:-clang}"
-TARGETS=(pipeline gso)
+TARGETS=(pipeline gso vhost)
 MAX_CORPUS=200
 
 CFLAGS=(-g -O1 -std=gnu11 -fno-omit-frame-pointer -pthread
@@ -34,6 +34,7 @@ sources() {
     case "$1" in
     pipeline) echo "$HERE/fuzz_pipeline.c" "$CSRC"/vs_*.c ;;
     gso) echo "$HERE/fuzz_gso.c" "$CSRC/vs_gso.c" "$CSRC/vs_csum.c" ;;
+    vhost) echo "$HERE/fuzz_vhost.c" "$CSRC"/vs_*.c ;;
     *) echo "unknown target: $1" >&2; exit 2 ;;
     esac
 }
