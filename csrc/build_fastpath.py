@@ -44,7 +44,8 @@ def _sources() -> list[str]:
 
 def _compile_args() -> list[str]:
     args = ["-std=gnu11", "-O2", "-g", "-pthread", "-Wall", "-Wextra",
-            "-Wno-unused-parameter", "-fvisibility=hidden"]
+            "-Wno-unused-parameter", "-Werror=incompatible-pointer-types",
+            "-fvisibility=hidden"]
     if SANITIZE:
         args += ["-O1", "-fno-omit-frame-pointer",
                  "-fsanitize=address,undefined"]

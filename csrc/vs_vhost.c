@@ -182,7 +182,8 @@ rearm(struct vs_virtq *vq)
 /* Reads a burst from the guest TX queue behind rx queue 'rxq' (see the
  * interrupt-mode notes in vs_vhost.h). */
 uint32_t
-vs_vhost_read_burst(struct vs_ctx *ctx, const struct vs_rxq_ref *rxq)
+vs_vhost_read_burst(struct vs_ctx *ctx, const struct vs_config *cfg,
+                    const struct vs_rxq_ref *rxq, uint32_t now_s)
 {
     struct vs_port *port = rxq->port;
     struct vs_vhost *vh = port->p.vhost;

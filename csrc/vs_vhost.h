@@ -87,6 +87,7 @@ struct vs_vhost_params {
 
 struct vs_vhost;
 struct vs_ctx;
+struct vs_config;
 struct vs_port;
 struct vs_pkt;
 struct vs_rxq_ref;
@@ -100,7 +101,8 @@ uint16_t vs_vhost_last_avail(const struct vs_vhost *, uint32_t vring);
 int vs_vhost_broken(const struct vs_vhost *);
 
 /* The pipeline's side (vs_port_class.h; workers only). */
-uint32_t vs_vhost_read_burst(struct vs_ctx *, const struct vs_rxq_ref *);
+uint32_t vs_vhost_read_burst(struct vs_ctx *, const struct vs_config *,
+                             const struct vs_rxq_ref *, uint32_t now_s);
 void vs_vhost_egress(struct vs_ctx *, struct vs_port *, struct vs_pkt *);
 uint32_t vs_vhost_learn_port(const struct vs_port *, const struct vs_pkt *);
 
