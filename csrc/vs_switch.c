@@ -340,10 +340,12 @@ vs_switch_publish(struct vs_switch *sw, struct vs_config *cfg)
 
     /* A port id absent from the current config is touched by no worker
      * (the previous publish waited them out), so its counters can be reset
-     * here without racing their only writers. */
+     * here without racing their only writers.  A port that only left the
+     * snapshot for a while (keep_counters) goes on counting: Prometheus
+     * counters never go backwards while the port exists. */
     for (uint32_t i = 0; i < cfg->n_ports; i++) {
         uint32_t id = cfg->port_ids[i];
-        if (!old->ports[id]) {
+        if (!old->ports[id] && !cfg->ports[id]->p.keep_counters) {
             for (uint32_t w = 0; w <= sw->n_workers; w++) {
                 memset(sw->ctxs[w].counters[id], 0,
                        sizeof sw->ctxs[w].counters[id]);

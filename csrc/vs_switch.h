@@ -101,6 +101,10 @@ struct vs_port_params {
     uint64_t max_bps_out;
     uint64_t max_bps_in;
     uint64_t max_burst_bytes;
+    /* The port was in an earlier config under this id and its counters go
+     * on (a vhost-user port between two connections); 0 = a port new in a
+     * config starts with zeroed counters. */
+    int keep_counters;
     uint8_t allowed_macs[64][6];    /* last: the scalars above stay together */
 };
 

@@ -87,6 +87,9 @@ class PortParams:
     max_bps_out: int = 0
     max_bps_in: int = 0
     max_burst_bytes: int = 0
+    # The port was published before under this id (a vhost-user port that
+    # left the snapshot between connections): its counters go on.
+    keep_counters: bool = False
     # Vxlan ports (kind "vxlan"): their VTEP, owned by the port.
     vxlan: Vxlan | None = None
     # Vhost-user ports (kind "vhost"): the running device, a
@@ -139,6 +142,7 @@ class PortParams:
         p.max_bps_out = self.max_bps_out
         p.max_bps_in = self.max_bps_in
         p.max_burst_bytes = self.max_burst_bytes
+        p.keep_counters = int(self.keep_counters)
         return p
 
 

@@ -66,6 +66,9 @@ class Port:
     # touch the rings themselves (the exporter's).  Replaced whole, never
     # mutated.  None for a TAP.
     rx_ring: ringstats.RxRingReport | None = None
+    # In a published snapshot at least once under this id: from then on its
+    # counters carry on across gaps (a vhost-user port between connections).
+    published: bool = False
 
     def params(self) -> PortParams:
         return PortParams(
@@ -79,7 +82,8 @@ class Port:
             max_macs=self.cfg.max_macs or 0, dhcp_guard=self.cfg.dhcp_guard,
             router_guard=self.cfg.router_guard, broadcast_pps=self.cfg.broadcast_pps or 0,
             multicast_pps=self.cfg.multicast_pps or 0,
-            unknown_unicast_pps=self.cfg.unknown_unicast_pps or 0)
+            unknown_unicast_pps=self.cfg.unknown_unicast_pps or 0,
+            keep_counters=self.published)
 
 
 def online_cpus() -> list[int]:
@@ -445,6 +449,8 @@ class VSwitch:
                            for p in ports], rxqs,
                           mirrors=self.mirrors.params(self.fast, self.config.mirrors, ids),
                           captures=self.captures)
+        for p in ports:
+            p.published = True
         self.policy.published(ids)
 
     # Captures (vswitchd/capture.py): a capture is in every snapshot from

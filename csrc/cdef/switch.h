@@ -44,6 +44,7 @@ struct vs_port_params {
     uint64_t max_bps_out;
     uint64_t max_bps_in;
     uint64_t max_burst_bytes;
+    int keep_counters;
     uint8_t allowed_macs[64][6];
 };
 
