@@ -69,11 +69,13 @@ def parse_mirror(name: str, table: object, ports: Mapping[str, Any]) -> MirrorCo
     out = t["output_port"]
     if not isinstance(out, str) or out not in ports:
         raise err(f"{base}.output_port", f"{show(out)} is not a configured port")
-    if getattr(ports[out], "type", None) == "vhostuser":
-        # Copies leave by writev() on the port's fds; a vhost-user port's
-        # fds are its kick eventfds (csrc/vs_mirror.c).
-        raise err(f"{base}.output_port", f'{show(out)} is a vhostuser port, which cannot '
-                  "be a mirror output yet")
+    out_type = getattr(ports[out], "type", None)
+    if out_type in ("vhostuser", "vxlan"):
+        # Copies leave by writev()/sendmsg() on the port's fds (csrc/vs_mirror.c):
+        # a vhost-user port's fds are its kick eventfds, a vxlan port's its
+        # unconnected receive socket.  Neither carries a raw frame.
+        raise err(f"{base}.output_port", f'{show(out)} is a {out_type} port, which cannot '
+                  "be a mirror output yet (use a tap or netdev port)")
     none: tuple[str, ...] = ()
     src = get_key(t, base, "select_src_ports", none, lambda v, k: _names(v, k, ports))
     dst = get_key(t, base, "select_dst_ports", none, lambda v, k: _names(v, k, ports))

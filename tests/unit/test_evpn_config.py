@@ -113,3 +113,15 @@ def test_vxlan_and_evpn_show_text():
     assert "neighbor 10.255.0.2: established" in text
     assert "routes sent: type-2 1, type-3 1; received: type-2 2, type-3 1" in text
     assert format_evpn({"enabled": False}) == "evpn: not configured"
+
+
+def test_a_vxlan_port_cannot_be_a_mirror_output():
+    text = PORT + '''
+[ports.t1]
+type = "tap"
+[mirrors.m]
+output_port = "vx0"
+select_src_ports = ["t1"]
+'''
+    assert "mirrors.m.output_port" in error_of(text)
+    assert "vxlan port" in error_of(text)
