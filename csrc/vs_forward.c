@@ -86,34 +86,6 @@ put_vnet_hdr(uint8_t *out, const struct vs_vnet_hdr *vh, uint32_t len)
     }
 }
 
-/* Builds the Ethernet header 'pkt' has on 'port' into 'out': the MAC
- * addresses, then an 802.1Q tag if the port wants the frame tagged.
- * Returns its length up to (not including) the EtherType: 12 or 16. */
-static uint32_t
-build_l2(const struct vs_port *port, const struct vs_pkt *pkt, uint8_t *out)
-{
-    memcpy(out, pkt->data, 2 * VS_ETH_ALEN);
-    if (!vs_vlan_egress_tagged(port, pkt->vlan)) {
-        return 12;
-    }
-    vs_put_be16(out + 12, VS_ETH_TYPE_VLAN);
-    vs_put_be16(out + 14, (uint16_t) ((pkt->pcp << 13) | pkt->vlan));
-    return 16;
-}
-
-/* Moves the offsets of 'vh' by 'delta' bytes, for a tag added or
- * stripped in front of the L3 header. */
-static void
-shift_vnet_hdr(struct vs_vnet_hdr *vh, int delta)
-{
-    if (vh->flags & VS_VNET_F_NEEDS_CSUM) {
-        vh->csum_start = (uint16_t) (vh->csum_start + delta);
-    }
-    if (vs_vnet_hdr_is_gso(vh) && vh->hdr_len) {
-        vh->hdr_len = (uint16_t) (vh->hdr_len + delta);
-    }
-}
-
 /* Remembers that this iteration delivered to port 'id', for the worker to
  * poll its rx queue before sleeping (see poll_touched() in vs_worker.c). */
 static void
@@ -251,7 +223,7 @@ static void
 egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
 {
     uint8_t l2[VS_ETH_VLAN_HLEN];
-    uint32_t l2_len = build_l2(port, pkt, l2);
+    uint32_t l2_len = vs_vlan_egress_l2(port, pkt, l2);
     const uint8_t *frame = pkt->data;
     uint32_t len = pkt->len;
     struct vs_vnet_hdr vh = pkt->vh;
@@ -264,7 +236,7 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
         }
         memcpy(ctx->stage_buf, l2, l2_len);
         memcpy(ctx->stage_buf + l2_len, pkt->data + pkt->inner_off, rest);
-        shift_vnet_hdr(&vh, (int) l2_len - (int) pkt->inner_off);
+        vs_vnet_hdr_shift(&vh, (int) l2_len - (int) pkt->inner_off);
         frame = ctx->stage_buf;
         len = l2_len + rest;
     }
@@ -348,7 +320,7 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
              * its VLAN): mirrors and captures see it so, before the class
              * encapsulates (or segments) it. */
             struct vs_vnet_hdr vh = pkt->vh;
-            shift_vnet_hdr(&vh, 12 - (int) pkt->inner_off);
+            vs_vnet_hdr_shift(&vh, 12 - (int) pkt->inner_off);
             observe_tx(ctx, port, pkt, &vh, pkt->data, 12);
         }
         cls->egress(ctx, port, pkt);
@@ -377,9 +349,9 @@ egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
     }
 
     uint32_t hl = port->p.vnet_hdr_len;
-    uint32_t l2_len = build_l2(port, pkt, e->hdr + hl);
+    uint32_t l2_len = vs_vlan_egress_l2(port, pkt, e->hdr + hl);
     struct vs_vnet_hdr vh = pkt->vh;
-    shift_vnet_hdr(&vh, (int) l2_len - (int) pkt->inner_off);
+    vs_vnet_hdr_shift(&vh, (int) l2_len - (int) pkt->inner_off);
     if (hl) {
         put_vnet_hdr(e->hdr, &vh, hl);
     }

@@ -71,6 +71,19 @@ vs_vnet_hdr_is_gso(const struct vs_vnet_hdr *vh)
     return (vh->gso_type & ~VS_VNET_GSO_ECN) != VS_VNET_GSO_NONE;
 }
 
+/* Moves the offsets of 'vh' by 'delta' bytes, for a tag added or
+ * stripped in front of the L3 header. */
+static inline void
+vs_vnet_hdr_shift(struct vs_vnet_hdr *vh, int delta)
+{
+    if (vh->flags & VS_VNET_F_NEEDS_CSUM) {
+        vh->csum_start = (uint16_t) (vh->csum_start + delta);
+    }
+    if (vs_vnet_hdr_is_gso(vh) && vh->hdr_len) {
+        vh->hdr_len = (uint16_t) (vh->hdr_len + delta);
+    }
+}
+
 /* Ethernet accessors.  'p' points at the destination MAC. */
 static inline uint16_t
 vs_get_be16(const uint8_t *p)

@@ -343,38 +343,13 @@ emit_segment(void *arg, const uint8_t *seg, uint32_t seg_len)
     return 0;
 }
 
-/* The frame's Ethernet header on 'port' (MACs, and a tag if the port wants
- * one) into 'out'; returns its length up to the EtherType, 12 or 16. */
-static uint32_t
-build_l2(const struct vs_port *port, const struct vs_pkt *pkt, uint8_t *out)
-{
-    memcpy(out, pkt->data, 2 * VS_ETH_ALEN);
-    if (!vs_vlan_egress_tagged(port, pkt->vlan)) {
-        return 12;
-    }
-    vs_put_be16(out + 12, VS_ETH_TYPE_VLAN);
-    vs_put_be16(out + 14, (uint16_t) ((pkt->pcp << 13) | pkt->vlan));
-    return 16;
-}
-
-static void
-shift_hdr(struct vs_vnet_hdr *vh, int delta)
-{
-    if (vh->flags & VS_VNET_F_NEEDS_CSUM) {
-        vh->csum_start = (uint16_t) (vh->csum_start + delta);
-    }
-    if (vs_vnet_hdr_is_gso(vh) && vh->hdr_len) {
-        vh->hdr_len = (uint16_t) (vh->hdr_len + delta);
-    }
-}
-
 /* A super-frame for a guest that did not negotiate TSO: restaged with the
  * port's Ethernet header and cut into segments. */
 static void
 egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
 {
     uint8_t l2[VS_ETH_VLAN_HLEN];
-    uint32_t l2_len = build_l2(port, pkt, l2);
+    uint32_t l2_len = vs_vlan_egress_l2(port, pkt, l2);
     uint32_t rest = pkt->len - pkt->inner_off;
     struct vs_vnet_hdr vh = pkt->vh;
 
@@ -384,7 +359,7 @@ egress_segmented(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
     }
     memcpy(ctx->stage_buf, l2, l2_len);
     memcpy(ctx->stage_buf + l2_len, pkt->data + pkt->inner_off, rest);
-    shift_hdr(&vh, (int) l2_len - (int) pkt->inner_off);
+    vs_vnet_hdr_shift(&vh, (int) l2_len - (int) pkt->inner_off);
     struct seg_ctx sc = { ctx, port };
     int r = vs_gso_segment(ctx->stage_buf, l2_len + rest, &vh, ctx->seg_buf,
                            VS_FRAME_MAX, emit_segment, &sc);
@@ -410,9 +385,9 @@ vs_vhost_egress(struct vs_ctx *ctx, struct vs_port *port, struct vs_pkt *pkt)
     }
     uint8_t hdr[VS_VNET_HDR_MRG_LEN];
     uint8_t l2[VS_ETH_VLAN_HLEN];
-    uint32_t l2_len = build_l2(port, pkt, l2);
+    uint32_t l2_len = vs_vlan_egress_l2(port, pkt, l2);
     struct vs_vnet_hdr vh = pkt->vh;
-    shift_hdr(&vh, (int) l2_len - (int) pkt->inner_off);
+    vs_vnet_hdr_shift(&vh, (int) l2_len - (int) pkt->inner_off);
     put_hdr(hdr, &vh);
     uint32_t rest = pkt->len - pkt->inner_off;
     struct iovec iov[3] = {

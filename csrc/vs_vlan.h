@@ -16,6 +16,7 @@
 #define VS_VLAN_H 1
 
 #include <stdint.h>
+#include <string.h>
 
 #include "vs_worker.h"
 
@@ -40,6 +41,21 @@ static inline int
 vs_vlan_egress_tagged(const struct vs_port *port, uint16_t vlan)
 {
     return port->p.mode == VS_MODE_TRUNK && vlan != port->p.native_vlan;
+}
+
+/* Builds the Ethernet header 'pkt' has on 'port' into 'out': the MAC
+ * addresses, then an 802.1Q tag if the port wants the frame tagged.
+ * Returns its length up to (not including) the EtherType: 12 or 16. */
+static inline uint32_t
+vs_vlan_egress_l2(const struct vs_port *port, const struct vs_pkt *pkt, uint8_t *out)
+{
+    memcpy(out, pkt->data, 2 * VS_ETH_ALEN);
+    if (!vs_vlan_egress_tagged(port, pkt->vlan)) {
+        return 12;
+    }
+    vs_put_be16(out + 12, VS_ETH_TYPE_VLAN);
+    vs_put_be16(out + 14, (uint16_t) ((pkt->pcp << 13) | pkt->vlan));
+    return 16;
 }
 
 void vs_vlan_fill_members(struct vs_port *);
